@@ -1,0 +1,152 @@
+"""``bioclf-exp``: run, list and validate ablation specs; open the MLflow UI.
+
+Thin by design: parse the arguments, load the spec, call a library function. Exit codes:
+0 done, 1 a run failed, 2 bad input (spec, data, arguments). Errors are one line naming the
+file / key / path; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from bioclf.errors import BioclfError
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own errors exit 2 too, with our one-line form
+        self.print_usage(sys.stderr)
+        raise SystemExit(f"bioclf-exp: error: {message}")
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds {text!r}: expected integers like 1,2,3") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    common.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, "
+                        "else sqlite:///<project>/mlruns/mlflow.db)")
+    spec_args = argparse.ArgumentParser(add_help=False)
+    spec_args.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                           help="override a config key for every variant, e.g. --set train.epochs=2 (repeatable)")
+    spec_args.add_argument("--seeds", type=_seeds, help="comma-separated seeds, replacing the spec's seeds:")
+
+    parser = _Parser(prog="bioclf-exp", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", parents=[common, spec_args], help="run a suite (every variant x seed)")
+    run.add_argument("spec", type=Path, help="the spec YAML, e.g. experiments/smoke.yaml")
+    run.add_argument("--variant", action="append", help="run only this variant (repeatable)")
+    run.add_argument("--dry-run", action="store_true", help="print the variants, their diffs and sizes; train nothing")
+    run.add_argument("--fail-fast", action="store_true", help="stop at the first failed run")
+    run.add_argument("--force", action="store_true", help="rerun finished variants (as new runs; old ones stay)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+
+    lst = sub.add_parser("list", parents=[common, spec_args], help="variants, config hash, size, status in the store")
+    lst.add_argument("spec", type=Path)
+
+    val = sub.add_parser("validate", parents=[common, spec_args], help="validate spec files; train nothing")
+    val.add_argument("specs", type=Path, nargs="+")
+
+    ui = sub.add_parser("ui", parents=[common], help="start the MLflow UI on the store (127.0.0.1)")
+    ui.add_argument("--port", type=int, default=5000)
+    return parser
+
+
+def cmd_run(args) -> int:
+    from bioclf.runner import run_suite
+    from bioclf.spec import load_suite, parse_set_overrides
+
+    suite = load_suite(args.spec, overrides=parse_set_overrides(args.overrides), seeds=args.seeds)
+    result = run_suite(
+        suite, variants=args.variant, tracking_uri=args.tracking_uri, force=args.force,
+        fail_fast=args.fail_fast, dry_run=args.dry_run, quiet=args.quiet,
+    )
+    return EXIT_RUN_FAILED if result.failed else EXIT_OK
+
+
+def cmd_list(args) -> int:
+    from bioclf.runner import param_counts
+    from bioclf.spec import load_suite, parse_set_overrides
+    from bioclf.tracking import Tracker
+
+    suite = load_suite(args.spec, overrides=parse_set_overrides(args.overrides), seeds=args.seeds)
+    counts = param_counts(suite.runs, suite.path.parent)  # meta device: no weights fetched
+    tracker = Tracker(args.tracking_uri)
+    exp_id = tracker.experiment_id(suite.name, create=False)
+    latest: dict[str, object] = {}
+    if exp_id is not None:
+        for r in tracker.variant_runs(exp_id):  # newest first: keep the latest run per hash
+            latest.setdefault(r.data.tags.get("bioclf.config_hash"), r)
+    print(f"{suite.name} ({args.spec}): {len(suite.runs)} run(s), baseline {suite.baseline}; store {tracker.uri}")
+    print(f"{'variant':<26} {'seed':>5} {'hash':<12} {'params':>13} {'status':<9} {'val acc':>8}")
+    for run in suite.runs:
+        found = latest.get(run.config_hash)
+        status = found.info.status if found is not None else "-"
+        acc = found.data.metrics.get("best_val_acc") if found is not None else None
+        acc_text = f"{100 * acc:.1f}%" if acc is not None else "-"
+        print(f"{run.variant:<26} {run.seed:>5} {run.config_hash:<12} {counts[run.config_hash].total:>13,} "
+              f"{status:<9} {acc_text:>8}")
+    return EXIT_OK
+
+
+def cmd_validate(args) -> int:
+    from bioclf.spec import load_suite, parse_set_overrides
+
+    overrides = parse_set_overrides(args.overrides)
+    for path in args.specs:
+        suite = load_suite(path, overrides=overrides, seeds=args.seeds)
+        print(f"ok: {path}: {len(suite.variants)} variant(s) x {len(suite.seeds)} seed(s) = {len(suite.runs)} run(s)")
+    return EXIT_OK
+
+
+def cmd_ui(args) -> int:
+    from bioclf.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    mlflow = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
+    command = [mlflow, "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)]
+    print(f"MLflow UI on http://127.0.0.1:{args.port} for {uri} (Ctrl-C to stop)")
+    try:
+        return subprocess.call(command, env=os.environ.copy())
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "validate": cmd_validate, "ui": cmd_ui}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            return EXIT_BAD_INPUT
+        return EXIT_BAD_INPUT if exc.code else EXIT_OK
+    try:
+        return COMMANDS[args.command](args)
+    except BioclfError as exc:
+        if args.debug:
+            raise
+        print(f"bioclf-exp: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("bioclf-exp: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Datasets over image folders: ``SPLIT/<class>/*`` (labelled) and a flat folder (unlabelled).
+
+Class order and labels (DESIGN.md, "Data layout"):
+- all class folders named by integers ("0".."99"): sorted numerically and the integer IS the
+  label, so the integers must be exactly 0..K-1 (the report's layout);
+- otherwise: sorted as text, label = position (torchvision ImageFolder's rule);
+- a mix of the two is an error: it is almost always a stray folder, and either rule would
+  silently give labels the user did not mean.
+
+Hidden entries (".name") are ignored; files without an image extension are skipped (as in
+ImageFolder); files are found recursively under a class folder and sorted, so the sample
+order is the same on every machine.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Callable
+
+from torch.utils.data import Dataset
+
+from bioclf.data.images import is_image_file, load_rgb
+from bioclf.errors import BioclfError
+
+_INTEGER_NAME = re.compile(r"[0-9]+")
+
+
+def list_class_folders(split_dir: str | Path) -> list[str]:
+    """The non-hidden sub-folder names of ``split_dir`` (unsorted); errors if there are none."""
+    split_dir = Path(split_dir)
+    if not split_dir.is_dir():
+        raise BioclfError(f"{split_dir}: split folder not found (expected {split_dir}/<class>/<image>)")
+    names = [entry.name for entry in os.scandir(split_dir) if entry.is_dir() and not entry.name.startswith(".")]
+    if not names:
+        raise BioclfError(f"{split_dir}: no class folders (expected {split_dir}/<class>/<image>)")
+    return names
+
+
+def order_classes(names: list[str], split_dir: str | Path) -> list[str]:
+    """Class folder names in label order (rules in the module docstring)."""
+    integer = [name for name in names if _INTEGER_NAME.fullmatch(name)]
+    if not integer:
+        return sorted(names)
+    if len(integer) != len(names):
+        text = sorted(set(names) - set(integer))
+        # Name the minority: that is the folder most likely to be the stray one.
+        if len(text) <= len(integer):
+            odd, kind, others = text, "text", "integers"
+        else:
+            odd, kind, others = sorted(integer, key=int), "an integer", "text"
+        raise BioclfError(
+            f"{Path(split_dir) / odd[0]}: class folder name is {kind} while the other class folders are {others} "
+            f"(mixed names: {_preview(odd)}); name all class folders 0..K-1 or all by text"
+        )
+    ordered = sorted(names, key=int)
+    numbers = [int(name) for name in ordered]
+    if len(set(numbers)) != len(numbers):
+        twins = sorted((name for name in ordered if numbers.count(int(name)) > 1), key=lambda name: (int(name), name))
+        raise BioclfError(f"{split_dir}: class folders {', '.join(twins)} name the same integer label")
+    if numbers != list(range(len(numbers))):
+        missing = [str(n) for n in range(max(numbers) + 1) if n not in set(numbers)]
+        raise BioclfError(
+            f"{split_dir}: integer class folders must be exactly 0..K-1 (the folder name is the label); "
+            f"found {_preview(ordered)}; missing {_preview(missing)}"
+        )
+    return ordered
+
+
+def list_images(folder: Path) -> list[str]:
+    """Image files under ``folder`` (recursive, hidden entries skipped), sorted by path."""
+    found = []
+    for current, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found.extend(os.path.join(current, name) for name in files if is_image_file(name))
+    return sorted(found)
+
+
+def _preview(items: list[str], limit: int = 8) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > limit else "")
+
+
+class ClassFolderDataset(Dataset):
+    """``split_dir/<class>/*`` images as ``(transform(image), label)`` pairs.
+
+    Attributes: ``classes`` (folder names in label order), ``samples`` ([(path, label)]),
+    ``targets`` ([label]).
+    """
+
+    def __init__(self, split_dir: str | Path, transform: Callable | None = None):
+        self.root = Path(split_dir)
+        self.transform = transform
+        self.classes = order_classes(list_class_folders(self.root), self.root)
+        self.samples: list[tuple[str, int]] = []
+        for label, name in enumerate(self.classes):
+            files = list_images(self.root / name)
+            if not files:
+                raise BioclfError(
+                    f"{self.root / name}: class folder has no images (extensions: jpg, png, ... any case)"
+                )
+            self.samples.extend((path, label) for path in files)
+        self.targets = [label for _, label in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        path, label = self.samples[index]
+        image = load_rgb(path)
+        return (self.transform(image) if self.transform else image), label
+
+
+class FlatFolderDataset(Dataset):
+    """Unlabelled images directly in ``folder`` (a test split) as ``(transform(image), index)``."""
+
+    def __init__(self, folder: str | Path, transform: Callable | None = None):
+        self.root = Path(folder)
+        self.transform = transform
+        if not self.root.is_dir():
+            raise BioclfError(f"{self.root}: image folder not found")
+        self.samples: list[str] = sorted(
+            entry.path for entry in os.scandir(self.root) if entry.is_file() and is_image_file(entry.name)
+        )
+        if not self.samples:
+            raise BioclfError(f"{self.root}: no images found (extensions: jpg, png, ... any case)")
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        image = load_rgb(self.samples[index])
+        return (self.transform(image) if self.transform else image), index
+
+
+def read_class_names(path: str | Path, num_classes: int) -> list[str]:
+    """Display names, one per line in label order; trailing blank lines are ignored."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except OSError as error:
+        raise BioclfError(f"{path}: cannot read class names file ({error.strerror or error})") from None
+    except UnicodeDecodeError:
+        raise BioclfError(f"{path}: class names file is not UTF-8 text") from None
+    names = [line.strip() for line in lines]
+    while names and not names[-1]:
+        names.pop()
+    if "" in names:
+        # A blank line in the middle would shift every later name by one label.
+        raise BioclfError(f"{path}: line {names.index('') + 1} is blank; one class name per line")
+    if len(names) != num_classes:
+        raise BioclfError(f"{path}: {len(names)} class names for {num_classes} classes; one name per class")
+    return names

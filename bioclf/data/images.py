@@ -1,0 +1,87 @@
+"""Open any image Pillow reads as an 8-bit RGB PIL image, the same way everywhere.
+
+One rule per mode, so a dataset mixing JPEG, PNG, grayscale, 16-bit and CMYK files is seen
+by the model on one scale:
+
+- EXIF orientation is applied first (phones store portrait photos as rotated landscape).
+- Transparency (RGBA, LA, PA, P or L/RGB with a ``transparency`` entry) is composited on
+  WHITE, not dropped: dropping alpha exposes whatever colour the encoder left under
+  transparent pixels (often black, sometimes garbage), which differs between tools.
+- 16-bit ('I;16*') and 32-bit integer ('I') images are scaled from the full 16-bit range to
+  8 bits (x / 257), never clipped: Pillow's own convert('L') clips everything above 255 to
+  white. 'I' is what 16-bit PNG/TIFF/PGM may decode to, so it gets the 16-bit rule too.
+- 32-bit float ('F') images are taken to be in [0, 1].
+- 1-bit images map to 0 / 255; L, CMYK, YCbCr and the rest use Pillow's convert('RGB').
+- ICC profiles are not applied (as in torchvision's default loader).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from bioclf.errors import BioclfError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+# Background that transparent pixels are composited on (see the module docstring).
+ALPHA_BACKGROUND = (255, 255, 255)
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def is_image_file(path: str | Path) -> bool:
+    """True for a non-hidden file whose extension is in IMAGE_EXTENSIONS (any case)."""
+    name = Path(path).name
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Decode ``path`` fully and return it as an 8-bit RGB image (rules in the module docstring)."""
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode now, so a truncated file fails here and not inside a transform
+            image = ImageOps.exif_transpose(image)
+            return to_rgb(image)
+    except FileNotFoundError:
+        raise BioclfError(f"{path}: no such image file") from None
+    except BioclfError as error:
+        raise BioclfError(f"{path}: {error}") from None
+    except Exception as error:  # noqa: BLE001 - corrupt files raise OSError, SyntaxError, struct.error, ...
+        raise BioclfError(f"{path}: cannot read image ({type(error).__name__}: {error})") from None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert an already-loaded image of any mode to 8-bit RGB (see the module docstring)."""
+    mode = image.mode
+    if mode == "RGB" and "transparency" not in image.info:
+        return image.copy()
+    if mode in _SIXTEEN_BIT_MODES:
+        return _gray_array_to_rgb(np.asarray(image, dtype=np.float64) / 257.0)
+    if mode == "F":
+        return _gray_array_to_rgb(np.asarray(image, dtype=np.float64) * 255.0)
+    if mode == "1":
+        return image.convert("L").convert("RGB")
+    if _has_alpha(image):
+        return _composite_on_background(image.convert("RGBA"))
+    try:
+        return image.convert("RGB")
+    except ValueError as error:  # a mode Pillow cannot turn into RGB (e.g. LAB)
+        raise BioclfError(f"image mode {mode!r} cannot be converted to RGB ({error})") from None
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+
+
+def _composite_on_background(rgba: Image.Image) -> Image.Image:
+    background = Image.new("RGBA", rgba.size, ALPHA_BACKGROUND + (255,))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _gray_array_to_rgb(values: np.ndarray) -> Image.Image:
+    # Round, then clip only to guard against values outside the nominal range.
+    gray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    return Image.fromarray(gray).convert("RGB")

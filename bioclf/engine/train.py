@@ -1,0 +1,253 @@
+"""Train one run: data, model, loss, optimizer, scheduler, epochs, evaluation, artifacts.
+
+``train(cfg, logger, workdir)`` is the whole job of one variant x seed. It reports through
+``logger`` (see ``bioclf.engine.logger``) and writes its files into ``workdir``:
+
+    config.yaml, history.csv, classes.csv, predictions/val.csv,
+    checkpoints/best.pt (model of the best epoch), checkpoints/last.pt (everything resume needs)
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+import yaml
+from tqdm.auto import tqdm
+
+from bioclf.data import DataBundle, build_loaders
+from bioclf.engine.checkpoint import save_atomic
+from bioclf.engine.device import amp_dtype, autocast, resolve_device, seed_everything
+from bioclf.engine.early_stopping import EarlyStopping
+from bioclf.engine.evaluate import EvalOutput, evaluate
+from bioclf.engine.logger import RunLogger
+from bioclf.engine.metrics import macro_scores, predictions_frame
+from bioclf.engine.optim import build_loss, build_optimizer, build_scheduler, current_lr, step_scheduler
+from bioclf.errors import BioclfError, RunFailed
+from bioclf.models import build_model, check_param_budget, count_params
+from bioclf.spec.loader import config_dict
+from bioclf.spec.schema import RunConfig
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    summary: dict[str, float]
+    history: pd.DataFrame
+    num_params: int
+    num_trainable_params: int
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def _better(value: float, best: float | None, metric: str) -> bool:
+    if best is None:
+        return True
+    return value < best if metric == "val_loss" else value > best
+
+
+def train_one_epoch(
+    model: nn.Module,
+    data: DataBundle,
+    loss_fn: nn.Module,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    cfg: RunConfig,
+    bar: tqdm,
+) -> dict[str, float]:
+    model.train()
+    memory_format = torch.channels_last if cfg.model.channels_last and device.type == "cuda" else None
+    # Sums stay on the device: reading them every step would sync the GPU once per batch.
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    seen = 0
+    start = time.perf_counter()
+    for step, (images, labels) in enumerate(data.train, 1):
+        images = images.to(device, non_blocking=True)
+        if memory_format is not None:
+            images = images.contiguous(memory_format=memory_format)
+        labels = labels.to(device, non_blocking=True)
+        with autocast(device, dtype):
+            logits = model(images)
+            loss = loss_fn(logits, labels)
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            if cfg.train.grad_clip_norm:
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip_norm)
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            if cfg.train.grad_clip_norm:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip_norm)
+            opt.step()
+        batch = labels.shape[0]
+        loss_sum += loss.detach().double() * batch
+        correct += (logits.detach().argmax(1) == labels).sum()
+        seen += batch
+        bar.update(batch)
+        if bar.disable is False and step % 10 == 0:  # a sync every 10 steps, only with a visible bar
+            elapsed = time.perf_counter() - start
+            bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",
+                            img_s=f"{seen / elapsed:.0f}")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elapsed = time.perf_counter() - start
+    if seen == 0:
+        raise RunFailed("the training loader gave no batch (is the train split smaller than one batch?)")
+    train_loss = loss_sum.item() / seen
+    if not math.isfinite(train_loss):
+        raise RunFailed(f"training loss became {train_loss} (NaN/inf): lower optimizer.lr or set train.grad_clip_norm")
+    return {
+        "train_loss": train_loss,
+        "train_acc": correct.item() / seen,
+        "train_images_per_s": seen / elapsed if elapsed > 0 else float("nan"),
+    }
+
+
+def _write_history(history: list[dict], path: Path) -> pd.DataFrame:
+    frame = pd.DataFrame(history)
+    frame.to_csv(path, index=False)
+    return frame
+
+
+def _write_classes(data: DataBundle, path: Path) -> None:
+    pd.DataFrame(
+        {"label": range(data.num_classes), "folder": data.classes, "name": data.class_names}
+    ).to_csv(path, index=False)
+
+
+def train(
+    cfg: RunConfig,
+    logger: RunLogger,
+    workdir: Path,
+    *,
+    quiet: bool = False,
+    base_dir: Path | None = None,
+) -> TrainResult:
+    """Train one run to the end (epochs or early stop) and report it. Raises RunFailed on a
+    non-finite loss; BioclfError on bad input (data, weights, budget)."""
+    workdir = Path(workdir)
+    (workdir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (workdir / "predictions").mkdir(exist_ok=True)
+    device = resolve_device(cfg.train.device)
+    dtype = amp_dtype(cfg.train.amp, device)
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark and not cfg.train.deterministic
+
+    data = build_loaders(cfg.data, seed=cfg.train.seed, device_type=device.type, base_dir=base_dir)
+    if cfg.data.num_classes is not None and cfg.data.num_classes != data.num_classes:
+        raise BioclfError(
+            f"data.num_classes is {cfg.data.num_classes} but {cfg.data.root} has {data.num_classes} class folders"
+        )
+    model = build_model(cfg.model, data.num_classes)
+    counts = count_params(model)
+    check_param_budget(cfg.model, counts)
+    model.to(device)
+    if cfg.model.channels_last and device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+
+    loss_fn = build_loss(cfg.loss)
+    opt = build_optimizer(model, cfg.optimizer)
+    scheduler = build_scheduler(opt, cfg.scheduler, cfg.train.epochs)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    stopper = EarlyStopping(cfg.early_stopping)
+
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config_dict(cfg), sort_keys=False))
+    _write_classes(data, workdir / "classes.csv")
+    logger.log_artifact(workdir / "config.yaml")
+    logger.log_artifact(workdir / "classes.csv")
+
+    show = cfg.train.progress and not quiet
+    history: list[dict] = []
+    best: EvalOutput | None = None
+    best_value: float | None = None
+    best_epoch = 0
+    stopped_early = False
+    run_start = time.perf_counter()
+    n_train = len(data.train.dataset)
+    for epoch in range(1, cfg.train.epochs + 1):
+        epoch_start = time.perf_counter()
+        lr = current_lr(opt)  # the LR this epoch trains with; a drop shows from the next epoch
+        with tqdm(total=n_train, desc=f"epoch {epoch}/{cfg.train.epochs}", unit="img", leave=False,
+                  disable=None if show else True, file=sys.stderr, dynamic_ncols=True) as bar:
+            metrics = train_one_epoch(model, data, loss_fn, opt, scaler, device, dtype, cfg, bar)
+        val = evaluate(model, data.val, loss_fn, device, dtype, channels_last=cfg.model.channels_last)
+        metrics.update(val_loss=val.loss, val_acc=val.acc, val_top5_acc=val.top5, lr=lr)
+        metrics["epoch_time_s"] = time.perf_counter() - epoch_start
+        history.append({"epoch": epoch, **metrics})
+        logger.log_epoch(epoch, metrics)
+
+        if _better(metrics[cfg.train.select_best], best_value, cfg.train.select_best):
+            best, best_value, best_epoch = val, metrics[cfg.train.select_best], epoch
+            save_atomic(
+                {"model": model.state_dict(), "config": config_dict(cfg), "classes": data.classes,
+                 "class_names": data.class_names, "epoch": epoch, "metrics": metrics},
+                workdir / "checkpoints" / "best.pt",
+            )
+        if show:
+            tqdm.write(
+                f"epoch {epoch:>3}  train loss {metrics['train_loss']:.4f} acc {metrics['train_acc']:.3f}  "
+                f"val loss {val.loss:.4f} acc {val.acc:.3f} top5 {val.top5:.3f}  lr {lr:.2e}  "
+                f"{metrics['train_images_per_s']:.0f} img/s" + ("  *" if best_epoch == epoch else ""),
+                file=sys.stderr,
+            )
+        step_scheduler(scheduler, metrics, cfg.scheduler)
+        stop = stopper.step(metrics)
+        save_atomic(
+            {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": scheduler.state_dict(),
+             "scaler": scaler.state_dict() if scaler else None, "early_stopping": stopper.state_dict(),
+             "epoch": epoch, "best_epoch": best_epoch, "best_value": best_value, "config": config_dict(cfg)},
+            workdir / "checkpoints" / "last.pt",
+        )
+        if stop:
+            stopped_early = epoch < cfg.train.epochs
+            break
+
+    assert best is not None  # at least one epoch ran
+    history_frame = _write_history(history, workdir / "history.csv")
+    preds = predictions_frame(best.paths, best.labels, best.probs)
+    preds.to_csv(workdir / "predictions" / "val.csv", index=False)
+    summary = {
+        "best_val_acc": best.acc,
+        "best_val_top5_acc": best.top5,
+        "best_val_loss": best.loss,
+        **macro_scores(best.labels, best.probs.argmax(1)),
+        "best_epoch": float(best_epoch),
+        "epochs_run": float(len(history)),
+        "train_time_s": time.perf_counter() - run_start,
+    }
+    logger.log_summary(summary)
+    files = {
+        "history": workdir / "history.csv",
+        "predictions": workdir / "predictions" / "val.csv",
+        "best": workdir / "checkpoints" / "best.pt",
+        "last": workdir / "checkpoints" / "last.pt",
+    }
+    logger.log_artifact(files["history"])
+    logger.log_artifact(files["predictions"], "predictions")
+    logger.log_artifact(files["best"], "checkpoints")
+    logger.log_artifact(files["last"], "checkpoints")
+    return TrainResult(
+        best_epoch=best_epoch,
+        epochs_run=len(history),
+        stopped_early=stopped_early,
+        summary=summary,
+        history=history_frame,
+        num_params=counts.total,
+        num_trainable_params=counts.trainable,
+        files=files,
+    )

@@ -1,0 +1,106 @@
+"""Backbone + head = the classifier; exact parameter counts; the parameter budget; weights."""
+
+from __future__ import annotations
+
+import socket
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from bioclf.errors import BioclfError
+from bioclf.models.backbones import build_backbone, weights_enum
+from bioclf.models.heads import build_head
+from bioclf.spec.schema import ModelConfig
+
+
+class Classifier(nn.Module):
+    """``head(backbone(x))``: the backbone returns pooled features (its ImageNet layer removed)."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(self.backbone(x), 1))
+
+
+@dataclass(frozen=True)
+class ParamCount:
+    total: int
+    trainable: int
+
+
+def count_params(model: nn.Module) -> ParamCount:
+    params = list(model.parameters())
+    return ParamCount(
+        total=sum(p.numel() for p in params),
+        trainable=sum(p.numel() for p in params if p.requires_grad),
+    )
+
+
+def build_model(cfg: ModelConfig, num_classes: int, *, load_weights: bool = True) -> Classifier:
+    """The classifier of a run. ``load_weights=False`` builds the architecture only (for
+    counting parameters, or before a checkpoint is loaded)."""
+    weights = resolve_weights(cfg) if (cfg.pretrained and load_weights) else None
+    backbone, features = build_backbone(cfg.backbone, weights=weights)
+    return Classifier(backbone, build_head(cfg.head, features, num_classes))
+
+
+def model_param_count(cfg: ModelConfig, num_classes: int) -> ParamCount:
+    """Exact counts without allocating or initialising weights (the meta device): a
+    ResNeXt101 counts in well under a second."""
+    with torch.device("meta"):
+        model = build_model(cfg, num_classes, load_weights=False)
+    return count_params(model)
+
+
+def check_param_budget(cfg: ModelConfig, count: ParamCount) -> None:
+    if count.total > cfg.max_params:
+        raise BioclfError(
+            f"model.max_params: {cfg.backbone} with this head has {count.total:,} parameters, "
+            f"over the budget of {cfg.max_params:,}; pick a smaller backbone or raise model.max_params"
+        )
+
+
+def weights_cache_path(weights) -> Path:
+    """Where torchvision's weights API caches this file (torch hub's checkpoint folder)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+
+
+@contextmanager
+def _socket_timeout(seconds: float):
+    # torch.hub downloads with urllib and no timeout: without one, a machine behind a
+    # firewall that drops packets would hang here for minutes.
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def resolve_weights(cfg: ModelConfig, download_timeout_s: float = 20.0):
+    """The weights enum of ``cfg.pretrained``, made sure to be in the local cache.
+
+    Fetches it when it is missing and the network allows; otherwise fails with a message
+    that says where to put the file or how to train without it. Called before training.
+    """
+    weights = weights_enum(cfg.backbone, str(cfg.pretrained))
+    path = weights_cache_path(weights)
+    if path.exists():
+        return weights
+    try:
+        with _socket_timeout(download_timeout_s):
+            torch.hub.load_state_dict_from_url(weights.url, progress=False, check_hash=False)
+    except Exception as exc:  # noqa: BLE001 - any network/IO failure means "not available"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BioclfError(
+            f"model.pretrained: {cfg.backbone} weights {weights.name} are not cached at {path} "
+            f"and could not be downloaded ({reason}); download {weights.url} into {path.parent} "
+            f"on a connected machine (or set TORCH_HOME), or set model.pretrained: false"
+        ) from None
+    return weights

@@ -1,0 +1,53 @@
+"""Name -> builder registries (a dict plus a decorator, as in timm).
+
+Every configurable choice (backbone, augmentation, optimizer, scheduler, loss) lives in a
+Registry, so the spec validator can list the valid names and the error for a typo names the
+close matches.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Callable, Iterator, TypeVar
+
+from bioclf.errors import BioclfError
+
+F = TypeVar("F", bound=Callable)
+
+
+class Registry:
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, Callable] = {}
+
+    def register(self, name: str | None = None) -> Callable[[F], F]:
+        def add(fn: F) -> F:
+            key = name or fn.__name__
+            if key in self._items:
+                raise ValueError(f"{self.kind} {key!r} registered twice")
+            self._items[key] = fn
+            return fn
+
+        return add
+
+    def get(self, name: str) -> Callable:
+        if name not in self._items:
+            raise BioclfError(self.unknown_message(name))
+        return self._items[name]
+
+    def unknown_message(self, name: str) -> str:
+        close = difflib.get_close_matches(name, self.names(), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        return f"unknown {self.kind} {name!r}{hint}; valid: {', '.join(self.names())}"
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._items)

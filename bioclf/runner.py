@@ -1,0 +1,242 @@
+"""Run a suite: preflight every run, then one parent MLflow run and a child per variant x seed.
+
+Per child: skip when a FINISHED run with the same config hash is in the store (``force``
+reruns anyway, as a new run), else train it. A failing child is recorded as FAILED with its
+error and the suite goes on (``fail_fast`` stops it); the caller turns failures into exit 1.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from bioclf.engine import train
+from bioclf.errors import BioclfError, RunFailed
+from bioclf.models import ParamCount, check_param_budget, model_param_count, resolve_weights
+from bioclf.spec.loader import RunSpec, Suite, config_dict, flatten
+from bioclf.spec.schema import RunConfig
+
+Printer = Callable[[str], None]
+
+
+@dataclass
+class RunOutcome:
+    variant: str
+    seed: int
+    config_hash: str
+    status: str  # finished | skipped | failed | killed
+    run_id: str | None = None
+    best_val_acc: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class SuiteResult:
+    experiment: str
+    suite_run_id: str | None
+    outcomes: list[RunOutcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[RunOutcome]:
+        return [o for o in self.outcomes if o.status in ("failed", "killed")]
+
+
+# ---------------------------------------------------------------- preflight
+
+
+def num_classes_of(cfg: RunConfig, base_dir: Path | None = None) -> int:
+    """Classes of the run's dataset without loading any image (folder names are enough)."""
+    if cfg.data.num_classes is not None:
+        return cfg.data.num_classes
+    if cfg.data.source == "synthetic":
+        return cfg.data.synthetic.num_classes
+    from bioclf.data import build_datasets
+
+    _, _, classes, _ = build_datasets(cfg.data, base_dir=base_dir)
+    return len(classes)
+
+
+def param_counts(runs: list[RunSpec], base_dir: Path | None = None) -> dict[str, ParamCount]:
+    """Exact parameter counts per config hash, on the meta device (no weights allocated)."""
+    counts: dict[str, ParamCount] = {}
+    classes: dict[str, int] = {}
+    for run in runs:
+        data_key = repr(run.config.data.model_dump(include={"source", "root", "synthetic"}))
+        if data_key not in classes:
+            classes[data_key] = num_classes_of(run.config, base_dir)
+        counts[run.config_hash] = model_param_count(run.config.model, classes[data_key])
+    return counts
+
+
+def check_data(runs: list[RunSpec], base_dir: Path | None = None) -> None:
+    """Scan each distinct dataset once (folders and file names, no decoding): a missing root,
+    an empty class or a train/val mismatch fails the suite before the first run trains."""
+    from bioclf.data import build_datasets
+
+    seen: set[str] = set()
+    for run in runs:
+        data = run.config.data
+        key = repr(data.model_dump(include={"source", "root", "synthetic"}))
+        if data.source != "folder" or key in seen:
+            continue
+        seen.add(key)
+        _, _, classes, _ = build_datasets(data, base_dir=base_dir)
+        if data.num_classes is not None and data.num_classes != len(classes):
+            raise BioclfError(
+                f"data.num_classes is {data.num_classes} but {data.root} has {len(classes)} class folders"
+            )
+
+
+def preflight(runs: list[RunSpec], base_dir: Path | None = None, *, deep: bool = True) -> dict[str, ParamCount]:
+    """Everything that can be checked before training: parameter budget and, when ``deep``,
+    data folders and pretrained weights (fetched now if missing and the network allows)."""
+    if deep:
+        check_data(runs, base_dir)
+    counts = param_counts(runs, base_dir)
+    weights_checked: set[tuple[str, str]] = set()
+    for run in runs:
+        cfg = run.config
+        try:
+            check_param_budget(cfg.model, counts[run.config_hash])
+        except BioclfError as exc:
+            raise BioclfError(f"variant {run.variant}: {exc}") from None
+        key = (cfg.model.backbone, str(cfg.model.pretrained))
+        if deep and cfg.model.pretrained and key not in weights_checked:
+            resolve_weights(cfg.model)
+            weights_checked.add(key)
+    return counts
+
+
+def run_params(cfg: RunConfig, num_classes: int, count: ParamCount) -> dict[str, object]:
+    """The params of a child run: the flattened resolved config plus exact parameter counts."""
+    params = flatten(config_dict(cfg))
+    params.update({"model.num_params": count.total, "model.num_trainable_params": count.trainable,
+                   "data.num_classes": num_classes})
+    return params
+
+
+# ---------------------------------------------------------------- dry run
+
+
+def describe_runs(suite: Suite, runs: list[RunSpec], counts: dict[str, ParamCount]) -> str:
+    """Variants with their diff from the baseline and their parameter counts (--dry-run)."""
+    lines = [f"suite {suite.name}: {len(runs)} run(s), baseline {suite.baseline}, seeds {suite.seeds}"]
+    seen: set[str] = set()
+    for run in runs:
+        if run.variant in seen:
+            continue
+        seen.add(run.variant)
+        diff = suite.diff_from_baseline(run.variant)
+        mark = " (baseline)" if run.variant == suite.baseline else ""
+        lines.append(f"  {run.variant}{mark}  params {counts[run.config_hash].total:,}  hash {run.config_hash}")
+        for key, (base, mine) in diff.items():
+            lines.append(f"      {key}: {base!r} -> {mine!r}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the suite
+
+
+def run_suite(
+    suite: Suite,
+    *,
+    variants: list[str] | None = None,
+    tracking_uri: str | None = None,
+    force: bool = False,
+    fail_fast: bool = False,
+    dry_run: bool = False,
+    quiet: bool = False,
+    echo: Printer = print,
+) -> SuiteResult:
+    runs = suite.select(variants)
+    base_dir = suite.path.parent
+    counts = preflight(runs, base_dir, deep=not dry_run)
+    if dry_run:
+        echo(describe_runs(suite, runs, counts))
+        return SuiteResult(suite.name, None)
+
+    from bioclf.tracking import Tracker  # imported here: a dry run never touches a store
+
+    tracker = Tracker(tracking_uri)
+    exp_id = tracker.experiment_id(suite.name)
+    parent = None if force else tracker.find_suite(exp_id, suite.suite_hash)
+    if parent is not None:
+        parent_id = parent.info.run_id
+        tracker.reopen(parent_id)
+    else:
+        parent_id = tracker.start_suite(
+            exp_id, name=suite.name, suite_hash=suite.suite_hash, spec_path=suite.path.resolve(),
+            baseline=suite.baseline, variants=suite.variant_names, description=suite.description,
+        )
+        tracker.log_artifact(parent_id, suite.path, "spec")
+    echo(f"suite {suite.name}: {len(runs)} run(s) -> {tracker.uri} (suite run {parent_id})")
+
+    result = SuiteResult(suite.name, parent_id)
+    try:
+        for i, run in enumerate(runs, 1):
+            label = f"[{i}/{len(runs)}] {run.variant} seed {run.seed}"
+            outcome = _run_one(tracker, exp_id, parent_id, suite, run, counts[run.config_hash], force, quiet,
+                               echo, label, base_dir)
+            result.outcomes.append(outcome)
+            if outcome.status == "failed" and fail_fast:
+                echo("stopping: --fail-fast")
+                break
+    except KeyboardInterrupt:
+        tracker.finish(parent_id, "KILLED")
+        raise
+    tracker.finish(parent_id, "FAILED" if result.failed else "FINISHED")
+    echo(summary_table(result))
+    return result
+
+
+def _run_one(tracker, exp_id: str, parent_id: str, suite: Suite, run: RunSpec, count: ParamCount, force: bool, quiet: bool,
+             echo: Printer, label: str, base_dir: Path) -> RunOutcome:
+    if not force:
+        done = [r for r in tracker.find_variant_runs(exp_id, run.config_hash) if r.info.status == "FINISHED"]
+        if done:
+            acc = done[0].data.metrics.get("best_val_acc")
+            echo(f"{label}: skipped, finished run {done[0].info.run_id} has the same config ({run.config_hash})")
+            return RunOutcome(run.variant, run.seed, run.config_hash, "skipped", done[0].info.run_id, acc)
+
+    num_classes = num_classes_of(run.config, base_dir)
+    logger = tracker.start_variant(
+        exp_id, parent_id, variant=run.variant, seed=run.seed, config_hash=run.config_hash,
+        suite_hash=suite.suite_hash, params=run_params(run.config, num_classes, count),
+    )
+    run_id = logger.run_id
+    echo(f"{label}: training (run {run_id})")
+    workdir = Path(tempfile.mkdtemp(prefix=f"{run_id}-", dir=tracker.work_root()))
+    try:
+        res = train(run.config, logger, workdir, quiet=quiet, base_dir=base_dir)
+    except KeyboardInterrupt:
+        tracker.finish(run_id, "KILLED")
+        echo(f"{label}: interrupted; run {run_id} marked KILLED")
+        raise
+    except (RunFailed, BioclfError, RuntimeError, ValueError, OSError, MemoryError) as exc:
+        # One variant's failure (NaN loss, out of memory, a bad image) must not sink the suite.
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        tracker.fail(run_id, f"{type(exc).__name__}: {message}", traceback.format_exc())
+        echo(f"{label}: FAILED: {message}")
+        return RunOutcome(run.variant, run.seed, run.config_hash, "failed", run_id, error=message)
+    tracker.finish(run_id, "FINISHED")
+    shutil.rmtree(workdir, ignore_errors=True)  # everything in it was logged as an artifact
+    acc = res.summary["best_val_acc"]
+    echo(f"{label}: finished, best val acc {acc:.4f} at epoch {res.best_epoch} ({res.epochs_run} epochs)")
+    return RunOutcome(run.variant, run.seed, run.config_hash, "finished", run_id, acc)
+
+
+def summary_table(result: SuiteResult) -> str:
+    rows = [f"{'variant':<28} {'seed':>6} {'status':<9} {'val acc':>8}  run"]
+    for o in result.outcomes:
+        acc = f"{100 * o.best_val_acc:.1f}%" if o.best_val_acc is not None else "-"
+        tail = o.run_id or "-"
+        if o.error:
+            tail += f"  ({o.error})"
+        rows.append(f"{o.variant:<28} {o.seed:>6} {o.status:<9} {acc:>8}  {tail}")
+    n_failed = len(result.failed)
+    rows.append(f"{len(result.outcomes)} run(s), {n_failed} failed" if n_failed else f"{len(result.outcomes)} run(s), all ok")
+    return "\n".join(rows)

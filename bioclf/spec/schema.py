@@ -1,0 +1,271 @@
+"""The one typed config of a run, validated strictly (unknown keys are errors).
+
+Every field is documented here; ``docs/config.md`` is generated from these docstrings by
+``bioclf-exp validate --schema`` so the two cannot drift. A spec YAML is a diff of this
+config's defaults (through ``extends:`` and ``variants:``).
+
+Registry-backed names (backbone, augmentation, optimizer, scheduler, loss) are checked
+against their registries, so a typo lists the valid choices before anything trains.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=False)
+
+
+class SyntheticConfig(Strict):
+    """The built-in generated dataset (``data.source: synthetic``): class-dependent shapes,
+    colours and textures, deterministic for a given seed, learnable in a few epochs."""
+
+    num_classes: int = Field(10, ge=2, le=1000, description="Number of classes.")
+    train_per_class: int = Field(40, ge=1, description="Training images per class.")
+    val_per_class: int = Field(10, ge=1, description="Validation images per class.")
+    test_images: int = Field(0, ge=0, description="Unlabeled test images (flat split).")
+    image_size: int = Field(64, ge=8, le=1024, description="Side of the generated square images, in pixels.")
+    seed: int = Field(0, description="Seed of the generator (independent of the training seed).")
+    difficulty: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="0: classes told apart by colour alone; towards 1: colours overlap between classes, "
+        "more noise and clutter, so a model must use the shapes and ablation rows differ.",
+    )
+
+
+class DataConfig(Strict):
+    """Where images come from and how they are turned into batches."""
+
+    source: Literal["folder", "synthetic"] = Field(
+        "synthetic", description="'folder': ROOT/train/<class>/*, ROOT/val/<class>/*; 'synthetic': generated data."
+    )
+    root: str | None = Field(None, description="Dataset root for source 'folder' (relative paths: to the spec file).")
+    num_classes: int | None = Field(
+        None, ge=2, description="Declared number of classes; checked against the data when training, and used "
+        "by list / --dry-run to count parameters without scanning the folder (null: count the class folders).",
+    )
+    class_names_file: str | None = Field(
+        None, description="Optional file with one display name per line, in label order (relative: to root)."
+    )
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+    train_transforms: list[Any] = Field(
+        default_factory=lambda: ["random_resized_crop", "horizontal_flip"],
+        description="Ordered augmentation components for training: a name, or {name: ..., param: value}.",
+    )
+    eval_transforms: list[Any] = Field(
+        default_factory=lambda: [{"name": "resize", "size": 256}, {"name": "center_crop", "size": 224}],
+        description="Ordered components for validation / prediction (no randomness).",
+    )
+    mean: tuple[float, float, float] = Field(IMAGENET_MEAN, description="Normalisation mean (RGB).")
+    std: tuple[float, float, float] = Field(IMAGENET_STD, description="Normalisation std (RGB).")
+    batch_size: int = Field(64, ge=1, description="Training batch size.")
+    eval_batch_size: int | None = Field(None, ge=1, description="Evaluation batch size (default: 2 x batch_size).")
+    num_workers: int = Field(4, ge=0, description="DataLoader worker processes (not part of the config hash).")
+    pin_memory: bool = Field(True, description="Pin host memory when training on CUDA (not hashed).")
+
+    @field_validator("train_transforms", "eval_transforms")
+    @classmethod
+    def _check_pipeline(cls, value: list[Any]) -> list[dict[str, Any]]:
+        from bioclf.data.transforms import normalize_pipeline
+
+        return normalize_pipeline(value)
+
+    @model_validator(mode="after")
+    def _root_for_folder(self) -> "DataConfig":
+        if self.source == "folder" and not self.root:
+            raise ValueError("data.root is required when data.source is 'folder'")
+        if self.source == "synthetic" and self.num_classes not in (None, self.synthetic.num_classes):
+            raise ValueError(
+                f"data.num_classes ({self.num_classes}) differs from data.synthetic.num_classes "
+                f"({self.synthetic.num_classes}); set one of them"
+            )
+        return self
+
+
+class HeadConfig(Strict):
+    """The classification head on top of the backbone's pooled features.
+
+    ``hidden_dim: null`` gives a plain ``Linear(features, classes)`` (with ``dropout_in`` before
+    it if > 0). With a hidden layer: ``Dropout(dropout_in) -> Linear(features, hidden_dim) ->
+    ReLU -> [BatchNorm1d] -> Dropout(dropout_hidden) -> Linear(hidden_dim, classes)``; a dropout of
+    0 is left out of the module entirely.
+    """
+
+    hidden_dim: int | None = Field(512, ge=1, description="Width of the hidden layer; null for a plain linear head.")
+    dropout_in: float = Field(0.3, ge=0.0, lt=1.0, description="Dropout on the pooled features.")
+    dropout_hidden: float = Field(0.5, ge=0.0, lt=1.0, description="Dropout after the hidden layer.")
+    batchnorm: bool = Field(True, description="BatchNorm1d after the hidden activation.")
+
+    @model_validator(mode="after")
+    def _hidden_only_options(self) -> "HeadConfig":
+        if self.hidden_dim is None and (self.batchnorm or self.dropout_hidden > 0):
+            raise ValueError(
+                "model.head: batchnorm and dropout_hidden need a hidden layer; with hidden_dim: null "
+                "set batchnorm: false and dropout_hidden: 0"
+            )
+        return self
+
+
+class ModelConfig(Strict):
+    """Backbone, weights and head."""
+
+    backbone: str = Field("resnext101_32x8d", description="A torchvision backbone from the registry.")
+    pretrained: str | bool = Field(
+        False,
+        description="A torchvision weights name of the backbone (e.g. IMAGENET1K_V2, DEFAULT) or false.",
+    )
+    head: HeadConfig = Field(default_factory=HeadConfig)
+    max_params: int = Field(100_000_000, ge=1, description="Parameter budget, checked before training.")
+    channels_last: bool = Field(True, description="channels_last memory format (faster convolutions on GPU).")
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, value: str) -> str:
+        from bioclf.models.backbones import BACKBONES
+
+        if value not in BACKBONES:
+            raise ValueError(BACKBONES.unknown_message(value))
+        return value
+
+    @field_validator("pretrained")
+    @classmethod
+    def _pretrained_name(cls, value: str | bool) -> str | bool:
+        if value is True:
+            return "DEFAULT"
+        return value
+
+    @model_validator(mode="after")
+    def _known_weights(self) -> "ModelConfig":
+        if self.pretrained:
+            from bioclf.models.backbones import weights_enum
+
+            weights_enum(self.backbone, str(self.pretrained))  # raises with the valid names
+        return self
+
+
+class LossConfig(Strict):
+    """Training loss."""
+
+    name: str = Field("cross_entropy", description="A loss from the registry.")
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0, description="Label smoothing of the cross entropy.")
+
+    @field_validator("name")
+    @classmethod
+    def _known_loss(cls, value: str) -> str:
+        from bioclf.engine.optim import LOSSES
+
+        if value not in LOSSES:
+            raise ValueError(LOSSES.unknown_message(value))
+        return value
+
+
+class OptimizerConfig(Strict):
+    """Optimizer; fields an optimizer does not use are ignored by it."""
+
+    name: str = Field("adamw", description="An optimizer from the registry (adamw, adam, sgd).")
+    lr: float = Field(1e-3, gt=0.0, description="Learning rate.")
+    weight_decay: float = Field(1e-4, ge=0.0, description="Weight decay.")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum.")
+    nesterov: bool = Field(False, description="SGD Nesterov momentum.")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam / AdamW betas.")
+
+    @field_validator("name")
+    @classmethod
+    def _known_optimizer(cls, value: str) -> str:
+        from bioclf.engine.optim import OPTIMIZERS
+
+        if value not in OPTIMIZERS:
+            raise ValueError(OPTIMIZERS.unknown_message(value))
+        return value
+
+
+class SchedulerConfig(Strict):
+    """Learning-rate schedule, stepped once per epoch."""
+
+    name: str = Field("plateau", description="plateau (ReduceLROnPlateau), cosine, step or none.")
+    monitor: Literal["val_loss", "val_acc"] = Field("val_loss", description="Metric watched by plateau.")
+    mode: Literal["min", "max"] = Field("min", description="Whether the monitored metric should fall or rise.")
+    factor: float = Field(0.2, gt=0.0, lt=1.0, description="plateau: LR multiplier on a plateau.")
+    patience: int = Field(3, ge=0, description="plateau: epochs without improvement before a drop.")
+    threshold: float = Field(1e-4, ge=0.0, description="plateau: relative improvement that counts.")
+    min_lr: float = Field(0.0, ge=0.0, description="Lower bound of the LR (plateau, cosine).")
+    warmup_epochs: int = Field(0, ge=0, description="cosine: linear warm-up epochs.")
+    step_size: int = Field(10, ge=1, description="step: epochs between drops.")
+    gamma: float = Field(0.1, gt=0.0, lt=1.0, description="step: LR multiplier per drop.")
+
+    @field_validator("name")
+    @classmethod
+    def _known_scheduler(cls, value: str) -> str:
+        from bioclf.engine.optim import SCHEDULERS
+
+        if value not in SCHEDULERS:
+            raise ValueError(SCHEDULERS.unknown_message(value))
+        return value
+
+
+class EarlyStoppingConfig(Strict):
+    """Stop when the monitored metric has not improved by min_delta for patience epochs."""
+
+    enabled: bool = Field(True, description="Turn early stopping on or off.")
+    monitor: Literal["val_loss", "val_acc"] = Field("val_loss", description="Metric watched.")
+    mode: Literal["min", "max"] = Field("min", description="Whether the metric should fall or rise.")
+    patience: int = Field(10, ge=1, description="Epochs without improvement before stopping.")
+    min_delta: float = Field(1e-5, ge=0.0, description="Smallest change that counts as an improvement.")
+
+
+class TrainConfig(Strict):
+    """The training loop."""
+
+    epochs: int = Field(50, ge=1, description="Maximum number of epochs.")
+    seed: int = Field(42, description="Seed of the run (the spec's seeds: axis sets it per run).")
+    amp: Literal["auto", "off", "bf16", "fp16"] = Field(
+        "auto", description="Mixed precision on CUDA: auto = bf16 where supported, else fp16; always off on CPU."
+    )
+    grad_clip_norm: float | None = Field(None, gt=0.0, description="Clip the global gradient norm (null: off).")
+    select_best: Literal["val_acc", "val_loss"] = Field(
+        "val_acc", description="Which metric picks the best checkpoint (and the final metrics)."
+    )
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N (not part of the config hash).")
+    deterministic: bool = Field(False, description="torch deterministic algorithms (slower on GPU).")
+    cudnn_benchmark: bool = Field(True, description="cuDNN autotuner for fixed input sizes (not hashed).")
+    progress: bool = Field(True, description="Progress bars (not hashed; --quiet turns them off).")
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, value: str) -> str:
+        import re
+
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            raise ValueError(f"device must be auto, cpu, mps, cuda or cuda:N, not {value!r}")
+        return value
+
+
+class RunConfig(Strict):
+    """The resolved config of one run (one variant x one seed)."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+# Fields that change how fast or where a run happens, never what it computes: left out of
+# the config hash so that changing them does not make a finished run look new.
+UNHASHED_FIELDS = (
+    "data.num_workers",
+    "data.pin_memory",
+    "train.device",
+    "train.progress",
+    "train.cudnn_benchmark",
+)
+
+CONFIG_SECTIONS = tuple(RunConfig.model_fields)

@@ -1,0 +1,210 @@
+"""The tracking store: where it is, and the runs, tags, params, metrics and artifacts in it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import unquote
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
+
+CONTRACT_VERSION = "1"  # bump when the tracking contract in docs/tracking.md changes
+
+ROLE = "bioclf.role"
+TAGS = {
+    "role": ROLE,
+    "variant": "bioclf.variant",
+    "seed": "bioclf.seed",
+    "config_hash": "bioclf.config_hash",
+    "suite_hash": "bioclf.suite_hash",
+    "contract": "bioclf.contract_version",
+    "error": "bioclf.error",
+    "spec": "bioclf.spec",
+    "baseline": "bioclf.baseline",
+    "variants": "bioclf.variants",
+}
+# MLflow's limits per log_batch request (and a tag value's length).
+_MAX_PARAMS, _MAX_METRICS, _MAX_TAG = 100, 1000, 5000
+
+
+def _find_store_dir(start: Path) -> Path:
+    """The nearest ``mlruns/`` folder at or above ``start`` (a project checkout keeps one), or
+    ``start/mlruns``: running from a subfolder of a project still uses the project's store."""
+    for folder in (start, *start.parents):
+        if (folder / "mlruns").is_dir():
+            return folder / "mlruns"
+    return start / "mlruns"
+
+
+def default_tracking_uri(cwd: Path | None = None) -> str:
+    store = _find_store_dir((cwd or Path.cwd()).resolve())
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(cli_uri: str | None = None) -> str:
+    """``--tracking-uri`` > ``MLFLOW_TRACKING_URI`` > the project-local SQLite store."""
+    return cli_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def local_store_dir(uri: str) -> Path | None:
+    """The folder of a local SQLite store (artifacts go beside the database), else None."""
+    if uri.startswith("sqlite:///"):
+        return Path(unquote(uri[len("sqlite:///"):])).parent
+    return None
+
+
+def _slug(name: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "experiment"
+    return f"{slug}-{hashlib.sha1(name.encode()).hexdigest()[:6]}"
+
+
+def _chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _param_value(value: Any) -> str:
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+class MLflowRunLogger:
+    """``bioclf.engine.RunLogger`` for one MLflow run (batched: one request per epoch)."""
+
+    def __init__(self, client: MlflowClient, run_id: str):
+        self.client = client
+        self.run_id = run_id
+
+    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, epoch) for k, v in metrics.items()]
+        self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
+
+    def log_summary(self, metrics: Mapping[str, float]) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+
+    def log_artifact(self, path: Path, artifact_dir: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_dir)
+
+
+class Tracker:
+    """Experiments, suite (parent) runs and variant (child) runs in one tracking store."""
+
+    def __init__(self, tracking_uri: str | None = None):
+        # MLflow announces every schema migration of a new SQLite store at INFO; keep the
+        # terminal for the suite's own output.
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        self.uri = resolve_tracking_uri(tracking_uri)
+        store = local_store_dir(self.uri)
+        if store is not None:
+            store.mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(tracking_uri=self.uri)
+
+    # -- experiments
+    def experiment_id(self, name: str, create: bool = True) -> str | None:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                self.client.restore_experiment(exp.experiment_id)
+            return exp.experiment_id
+        if not create:
+            return None
+        store = local_store_dir(self.uri)
+        # Artifacts of a local store live beside its database, whatever the working directory.
+        location = (store / "artifacts" / _slug(name)).as_uri() if store else None
+        return self.client.create_experiment(name, artifact_location=location)
+
+    # -- suite runs
+    def find_suite(self, experiment_id: str, suite_hash: str):
+        runs = self.client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`{ROLE}` = 'suite' and tags.`{TAGS['suite_hash']}` = '{suite_hash}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        return runs[0] if runs else None
+
+    def start_suite(self, experiment_id: str, *, name: str, suite_hash: str, spec_path: Path,
+                    baseline: str, variants: list[str], description: str = "") -> str:
+        tags = {
+            ROLE: "suite",
+            TAGS["suite_hash"]: suite_hash,
+            TAGS["contract"]: CONTRACT_VERSION,
+            TAGS["spec"]: str(spec_path),
+            TAGS["baseline"]: baseline,
+            TAGS["variants"]: json.dumps(variants)[:_MAX_TAG],
+        }
+        if description:
+            tags[MLFLOW_RUN_NOTE] = description
+        run = self.client.create_run(experiment_id, tags=tags, run_name=f"suite {name}")
+        return run.info.run_id
+
+    def reopen(self, run_id: str) -> None:
+        self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+
+    # -- variant runs
+    def find_variant_runs(self, experiment_id: str, config_hash: str) -> list:
+        """Runs with this config hash, newest first."""
+        return self.client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`{ROLE}` = 'variant' and tags.`{TAGS['config_hash']}` = '{config_hash}'",
+            run_view_type=ViewType.ACTIVE_ONLY,
+            order_by=["attributes.start_time DESC"],
+        )
+
+    def variant_runs(self, experiment_id: str) -> list:
+        return self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`{ROLE}` = 'variant'", max_results=5000,
+            order_by=["attributes.start_time DESC"],
+        )
+
+    def start_variant(self, experiment_id: str, parent_id: str, *, variant: str, seed: int, config_hash: str,
+                      suite_hash: str, params: Mapping[str, Any]) -> MLflowRunLogger:
+        tags = {
+            MLFLOW_PARENT_RUN_ID: parent_id,
+            ROLE: "variant",
+            TAGS["variant"]: variant,
+            TAGS["seed"]: str(seed),
+            TAGS["config_hash"]: config_hash,
+            TAGS["suite_hash"]: suite_hash,
+            TAGS["contract"]: CONTRACT_VERSION,
+        }
+        run = self.client.create_run(experiment_id, tags=tags, run_name=f"{variant}-seed{seed}")
+        items = [Param(k, _param_value(v)) for k, v in params.items()]
+        for chunk in _chunks(items, _MAX_PARAMS):
+            self.client.log_batch(run.info.run_id, params=chunk)
+        return MLflowRunLogger(self.client, run.info.run_id)
+
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    def fail(self, run_id: str, error: str, details: str) -> None:
+        """FAILED, with the one-line error as a tag and the full text as ``error.txt``."""
+        self.client.set_tag(run_id, TAGS["error"], error[:_MAX_TAG])
+        self.client.log_text(run_id, details, "error.txt")
+        self.client.set_terminated(run_id, status="FAILED")
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, text, artifact_file)
+
+    def log_artifact(self, run_id: str, path: Path, artifact_dir: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_dir)
+
+    def work_root(self) -> Path:
+        """Scratch space for running runs: beside a local store (same disk as its artifacts, so
+        large checkpoints are not copied across file systems), else the user's cache."""
+        store = local_store_dir(self.uri)
+        root = store / ".work" if store else Path.home() / ".cache" / "bioclf" / "work"
+        root.mkdir(parents=True, exist_ok=True)
+        return root

@@ -1,0 +1,55 @@
+"""Shared fixtures: a temporary SQLite store, the repo's experiments folder, tiny specs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = REPO / "experiments"
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+
+@pytest.fixture
+def tracking_uri(tmp_path: Path, monkeypatch) -> str:
+    """A fresh SQLite store per test; MLFLOW_TRACKING_URI points at it too."""
+    store = tmp_path / "mlruns"
+    store.mkdir()
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+# The smoke suite shrunk further, so that a test trains it end to end in seconds.
+TINY = {
+    "extends": str(EXPERIMENTS / "smoke.yaml"),
+    "name": "tiny",
+    "data": {
+        "synthetic": {"num_classes": 4, "train_per_class": 24, "val_per_class": 8, "image_size": 24, "seed": 0},
+        "train_transforms": [{"name": "random_resized_crop", "size": 16, "scale": [0.8, 1.0]}, "horizontal_flip"],
+        "eval_transforms": [{"name": "resize", "size": 16}],
+        "batch_size": 16,
+    },
+    "model": {"head": {"hidden_dim": 16}},
+    "train": {"epochs": 2},
+}
+
+
+def write_spec(folder: Path, spec: dict, name: str = "spec.yaml") -> Path:
+    path = folder / name
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def tiny_spec(tmp_path: Path) -> Path:
+    spec = dict(TINY)
+    spec["variants"] = {"full": {}, "linear": {"model.head": {"hidden_dim": None, "dropout_in": 0.0,
+                                                             "dropout_hidden": 0.0, "batchnorm": False}}}
+    spec["baseline"] = "full"
+    return write_spec(tmp_path, spec)

@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="override a config key for every variant, e.g. --set train.epochs=2 (repeatable)")
     spec_args.add_argument("--seeds", type=_seeds, help="comma-separated seeds, replacing the spec's seeds:")
 
-    parser = _Parser(prog="bioclf-exp", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="bioclf-exp", description="Run, list and validate ablation specs; open the MLflow UI.",
+                     epilog="Exit codes: 0 done, 1 a run failed, 2 bad input. Docs: README.md, docs/.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", parents=[common, spec_args], help="run a suite (every variant x seed)")

@@ -7,6 +7,7 @@ error and the suite goes on (``fail_fast`` stops it); the caller turns failures 
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import traceback
@@ -141,6 +142,20 @@ def describe_runs(suite: Suite, runs: list[RunSpec], counts: dict[str, ParamCoun
 # ---------------------------------------------------------------- the suite
 
 
+def suite_manifest(suite: Suite) -> dict:
+    """What the report needs to rebuild the table in spec order, including rows whose finished
+    run was skipped and so lives under an earlier suite run (found again by config hash)."""
+    return {
+        "name": suite.name,
+        "description": suite.description,
+        "baseline": suite.baseline,
+        "seeds": suite.seeds,
+        "variants": suite.variant_names,
+        "runs": [{"variant": r.variant, "seed": r.seed, "config_hash": r.config_hash} for r in suite.runs],
+        "diffs": {v: {k: list(pair) for k, pair in suite.diff_from_baseline(v).items()} for v in suite.variants},
+    }
+
+
 def run_suite(
     suite: Suite,
     *,
@@ -173,6 +188,7 @@ def run_suite(
             baseline=suite.baseline, variants=suite.variant_names, description=suite.description,
         )
         tracker.log_artifact(parent_id, suite.path, "spec")
+        tracker.log_text(parent_id, json.dumps(suite_manifest(suite), indent=2), "suite.json")
     echo(f"suite {suite.name}: {len(runs)} run(s) -> {tracker.uri} (suite run {parent_id})")
 
     result = SuiteResult(suite.name, parent_id)

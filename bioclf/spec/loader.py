@@ -134,9 +134,11 @@ def load_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not isinstance(parent_ref, str):
         raise BioclfError(f"{path}: extends: must be a path to a spec file")
     parent = load_chain(path.parent / parent_ref, (*seen, path))
-    # A child spec that defines variants replaces its parent's table rather than adding rows.
+    # A child spec that defines variants replaces its parent's table rather than adding rows,
+    # and the parent's baseline (a row of the old table) goes with it.
     if "variants" in raw:
         parent.pop("variants", None)
+        parent.pop("baseline", None)
     return deep_merge(parent, raw)
 
 

@@ -1,0 +1,302 @@
+"""Read a suite back from the MLflow tracking store; log a report back to it.
+
+The only module of ``analysis`` that imports mlflow. It relies on docs/tracking.md alone and
+goes through ``MlflowClient`` and artifact repositories only, so a remote tracking server
+(``http://...``) is read exactly like the local SQLite store.
+
+Cost: one search for the suite runs, one (paged) search for the experiment's variant runs, one
+``suite.json`` download, then per run of the suite one ``history.csv`` download (in a thread
+pool); only runs without that artifact (older or unfinished runs) cost one
+``get_metric_history`` call per metric, also pooled. Predictions are read for the two runs the
+per-class figures are drawn for, not for every run.
+"""
+
+from __future__ import annotations
+
+import os
+
+# MLflow draws a tqdm bar per artifact download; a report reads dozens of small files.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+import json  # noqa: E402
+import logging  # noqa: E402
+import tempfile  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from pathlib import Path  # noqa: E402
+from urllib.parse import unquote  # noqa: E402
+
+import pandas as pd  # noqa: E402
+from mlflow.entities import Run, ViewType  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from analysis.errors import ReportError  # noqa: E402
+from analysis.suite import EPOCH_METRICS, FINAL_METRICS, NOT_RUN, SuiteData, figure_runs, run_label  # noqa: E402
+from bioclf.tracking import resolve_tracking_uri  # noqa: E402
+
+ROLE, PARENT = "bioclf.role", "mlflow.parentRunId"
+WORKERS = 8  # artifact downloads and metric histories are I/O bound (HTTP or SQLite)
+_UNREADABLE = (MlflowException, OSError, ValueError, pd.errors.EmptyDataError, pd.errors.ParserError)
+
+
+class StoreReader:
+    """The suites of one tracking store, read into ``SuiteData``."""
+
+    def __init__(self, tracking_uri: str | None = None):
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        self.uri = resolve_tracking_uri(tracking_uri)
+        # Opening a SQLite URI creates the database: a report must not conjure an empty store.
+        if self.uri.startswith("sqlite:///"):
+            db = Path(unquote(self.uri[len("sqlite:///"):]))
+            if not db.exists():
+                raise ReportError(f"no tracking store at {db} (run bioclf-exp run SPEC first, or pass --tracking-uri)")
+        self.client = MlflowClient(tracking_uri=self.uri)
+
+    # ------------------------------------------------------------ suites
+
+    def suite_experiments(self) -> list[str]:
+        """Names of the active experiments that hold at least one suite run, sorted."""
+        exps = {e.experiment_id: e.name for e in self._all_experiments()}
+        if not exps:
+            return []
+        suites = self._search(list(exps), f"tags.`{ROLE}` = 'suite'")
+        return sorted({exps[r.info.experiment_id] for r in suites})
+
+    def latest_suite(self, experiment: str) -> Run:
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None or exp.lifecycle_stage != "active":
+            known = ", ".join(self.suite_experiments()) or "none"
+            raise ReportError(f"no experiment {experiment!r} in {self.uri} (experiments with suites: {known})")
+        suites = self._search([exp.experiment_id], f"tags.`{ROLE}` = 'suite'")
+        if not suites:
+            raise ReportError(f"experiment {experiment!r} has no suite run (tag {ROLE}=suite) in {self.uri}")
+        # A rerun of a spec reopens its suite run: its last activity is its end (or its start).
+        return max(suites, key=lambda r: (max(r.info.start_time or 0, r.info.end_time or 0), r.info.start_time))
+
+    def suite_by_id(self, run_id: str) -> tuple[str, Run]:
+        """(experiment name, run) of a suite run given by id."""
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            raise ReportError(f"--suite {run_id}: no such run in {self.uri}") from None
+        if run.data.tags.get(ROLE) != "suite":
+            raise ReportError(f"--suite {run_id}: not a suite run (it has no tag {ROLE}=suite)")
+        return self.client.get_experiment(run.info.experiment_id).name, run
+
+    # ------------------------------------------------------------ one suite
+
+    def load(self, experiment: str, suite: Run) -> SuiteData:
+        notes: list[str] = []
+        suite_id = suite.info.run_id
+        tags = suite.data.tags
+        candidates = self._search([suite.info.experiment_id], f"tags.`{ROLE}` = 'variant'")
+        manifest = self._read_json(suite, "suite.json")
+        if manifest is None:
+            notes.append("suite.json is missing from the suite run (an older store): rows are the suite's "
+                         "child runs, in the order of its bioclf.variants tag")
+            manifest = _manifest_from_children(tags, [r for r in candidates if r.data.tags.get(PARENT) == suite_id])
+        by_hash: dict[str, list[Run]] = {}
+        for run in candidates:
+            by_hash.setdefault(run.data.tags.get("bioclf.config_hash", ""), []).append(run)
+        chosen = [_pick_run(by_hash.get(row.get("config_hash") or "", []), suite_id) for row in manifest["runs"]]
+        baseline = manifest.get("baseline") or tags.get("bioclf.baseline", "")
+        runs = pd.DataFrame([_run_record(row, run, baseline) for row, run in zip(manifest["runs"], chosen)])
+        by_id = {r.info.run_id: r for r in chosen if r is not None}
+
+        with ThreadPoolExecutor(WORKERS) as pool:
+            histories = self._histories(by_id, pool, notes)
+            predictions, classes = self._predictions(runs, baseline, by_id, pool, notes)
+        return SuiteData(
+            experiment=experiment, suite_run_id=suite_id, tracking_uri=self.uri, baseline=baseline,
+            variants=list(manifest.get("variants") or dict.fromkeys(runs["variant"])), runs=runs,
+            histories=histories, predictions=predictions, classes=classes,
+            description=manifest.get("description") or tags.get("mlflow.note.content", ""),
+            diffs=manifest.get("diffs") or {}, suite_status=suite.info.status, notes=notes,
+        )
+
+    def _histories(self, by_id: dict[str, Run], pool: ThreadPoolExecutor, notes: list[str]) -> pd.DataFrame:
+        """history.csv of every run, else (older or unfinished runs) the per-metric histories."""
+        ids = list(by_id)
+        frames = dict(zip(ids, pool.map(lambda rid: self._read_csv(by_id[rid], "history.csv"), ids)))
+        missing = [rid for rid in ids if frames[rid] is None]
+        keys = [(rid, key) for rid in missing for key in by_id[rid].data.metrics if key not in FINAL_METRICS]
+        metrics = pool.map(lambda rk: (rk[0], self.client.get_metric_history(*rk)), keys)
+        for rid, frame in _pivot_histories(metrics, missing).items():
+            frames[rid] = frame
+        if missing:
+            names = ", ".join(by_id[rid].info.run_name or rid for rid in missing)
+            notes.append(f"history.csv missing for {len(missing)} run(s) ({names}): "
+                         "curves read from the logged per-epoch metrics instead")
+        return _concat_histories(frames)
+
+    def _predictions(self, runs: pd.DataFrame, baseline: str, by_id: dict[str, Run], pool: ThreadPoolExecutor,
+                     notes: list[str]) -> tuple[dict[str, pd.DataFrame], pd.DataFrame | None]:
+        picked = [row for _, row in figure_runs(runs, baseline)]
+        wanted = [by_id[row["run_id"]] for row in picked]
+        frames = list(pool.map(lambda r: self._read_csv(r, "predictions/val.csv"), wanted))
+        predictions = {}
+        for row, frame in zip(picked, frames):
+            if frame is None:
+                notes.append(f"{run_label(row)} ({row['run_id']}): predictions/val.csv missing or unreadable: "
+                             "its per-class accuracy and confusion matrix are skipped")
+            else:
+                predictions[row["run_id"]] = frame
+        classes = None
+        wanted_ids = {r.info.run_id for r in wanted}
+        for run in wanted + [r for rid, r in by_id.items() if rid not in wanted_ids]:
+            classes = self._read_csv(run, "classes.csv")
+            if classes is not None:
+                break
+        if classes is None and predictions:
+            notes.append("classes.csv missing: classes are shown by label index")
+        return predictions, classes
+
+    # ------------------------------------------------------------ writing back
+
+    def log_report(self, suite_run_id: str, folder: Path, subfolders: list[str], files: list[str]) -> None:
+        """The report's folders and top-level files as artifacts of the suite run, under ``report/``."""
+        for sub in subfolders:
+            if (folder / sub).is_dir():
+                self.client.log_artifacts(suite_run_id, str(folder / sub), f"report/{sub}")
+        for name in files:
+            self.client.log_artifact(suite_run_id, str(folder / name), "report")
+
+    # ------------------------------------------------------------ helpers
+
+    def _all_experiments(self) -> list:
+        found, token = [], None
+        while True:
+            page = self.client.search_experiments(ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)
+            found.extend(page)
+            token = page.token
+            if not token:
+                return found
+
+    def _search(self, experiment_ids: list[str], filter_string: str) -> list[Run]:
+        """Every active run matching, newest first (paged: a search returns at most 1000)."""
+        found, token = [], None
+        while True:
+            page = self.client.search_runs(experiment_ids, filter_string, ViewType.ACTIVE_ONLY, max_results=1000,
+                                           order_by=["attributes.start_time DESC"], page_token=token)
+            found.extend(page)
+            token = page.token
+            if not token:
+                return found
+
+    def _download(self, run: Run, path: str, folder: str) -> Path | None:
+        repo = get_artifact_repository(run.info.artifact_uri, tracking_uri=self.uri)
+        try:
+            return Path(repo.download_artifacts(path, folder))
+        except _UNREADABLE:
+            return None
+
+    def _read_csv(self, run: Run, path: str) -> pd.DataFrame | None:
+        with tempfile.TemporaryDirectory(prefix="bioclf-report-") as tmp:
+            local = self._download(run, path, tmp)
+            try:
+                return pd.read_csv(local) if local is not None else None
+            except _UNREADABLE:
+                return None
+
+    def _read_json(self, run: Run, path: str) -> dict | None:
+        with tempfile.TemporaryDirectory(prefix="bioclf-report-") as tmp:
+            local = self._download(run, path, tmp)
+            try:
+                return json.loads(local.read_text()) if local is not None else None
+            except (OSError, ValueError):
+                return None
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+def _pick_run(candidates: list[Run], suite_id: str) -> Run | None:
+    """Of the runs with a row's config hash: a finished one first, then one of this suite, then
+    the newest (a forced rerun that failed does not hide the finished run it was meant to redo)."""
+    if not candidates:
+        return None
+    return max(candidates, key=lambda r: (r.info.status == "FINISHED", r.data.tags.get(PARENT) == suite_id,
+                                          r.info.start_time or 0))
+
+
+def _manifest_from_children(tags: dict[str, str], children: list[Run]) -> dict:
+    """What suite.json would say, rebuilt from the suite's children and its tags."""
+    try:
+        order = json.loads(tags.get("bioclf.variants", "[]"))
+    except ValueError:
+        order = []
+    for run in sorted(children, key=lambda r: r.info.start_time or 0):
+        name = run.data.tags.get("bioclf.variant", run.info.run_name)
+        if name not in order:
+            order.append(name)
+    rows, seen = [], set()
+    for run in sorted(children, key=lambda r: (order.index(r.data.tags.get("bioclf.variant", r.info.run_name)),
+                                               _as_int(r.data.tags.get("bioclf.seed")) or 0)):
+        t = run.data.tags
+        key = (t.get("bioclf.variant", run.info.run_name), t.get("bioclf.seed"))
+        if key not in seen:
+            seen.add(key)
+            rows.append({"variant": key[0], "seed": _as_int(key[1]), "config_hash": t.get("bioclf.config_hash")})
+    for name in order:  # a listed variant that never got a child run is still a row: "not run"
+        if name not in {r["variant"] for r in rows}:
+            rows.append({"variant": name, "seed": None, "config_hash": None})
+    rows.sort(key=lambda r: order.index(r["variant"]))
+    return {"baseline": tags.get("bioclf.baseline", ""), "variants": order, "runs": rows}
+
+
+def _as_int(value) -> int | None:
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _run_record(row: dict, run: Run | None, baseline: str) -> dict:
+    """One row of SuiteData.runs: the suite's (variant, seed, hash) and what its run logged."""
+    record = {"variant": row["variant"], "seed": row.get("seed"), "config_hash": row.get("config_hash"),
+              "run_id": None, "run_name": None, "status": NOT_RUN, "error": None, "parent_run_id": None,
+              "start_time": pd.NaT, "end_time": pd.NaT, "num_params": None, "num_trainable_params": None,
+              "max_epochs": None, "is_baseline": row["variant"] == baseline}
+    record.update(dict.fromkeys(FINAL_METRICS, float("nan")))
+    if run is None:
+        return record
+    info, data = run.info, run.data
+    record.update(
+        run_id=info.run_id, run_name=info.run_name, status=info.status, error=data.tags.get("bioclf.error"),
+        parent_run_id=data.tags.get(PARENT),
+        start_time=pd.to_datetime(info.start_time, unit="ms", utc=True) if info.start_time else pd.NaT,
+        end_time=pd.to_datetime(info.end_time, unit="ms", utc=True) if info.end_time else pd.NaT,
+        num_params=_as_int(data.params.get("model.num_params")),
+        num_trainable_params=_as_int(data.params.get("model.num_trainable_params")),
+        max_epochs=_as_int(data.params.get("train.epochs")),
+    )
+    record.update({k: v for k, v in data.metrics.items() if k in FINAL_METRICS})
+    record.update({f"params.{k}": v for k, v in data.params.items()})
+    return record
+
+
+def _pivot_histories(results, run_ids: list[str]) -> dict[str, pd.DataFrame]:
+    """Metric histories [(run_id, [Metric])] -> one wide frame (epoch x metric) per run."""
+    rows: dict[str, list[tuple]] = {rid: [] for rid in run_ids}
+    for rid, metrics in results:
+        rows[rid].extend((m.key, m.step, m.timestamp, m.value) for m in metrics)
+    frames = {}
+    for rid, items in rows.items():
+        long = pd.DataFrame(items, columns=["key", "epoch", "timestamp", "value"]).sort_values("timestamp")
+        # A resumed run may log an epoch twice: the later value is the one that counted.
+        wide = long.pivot_table(index="epoch", columns="key", values="value", aggfunc="last")
+        frames[rid] = wide.reset_index().rename_axis(columns=None)
+    return frames
+
+
+def _concat_histories(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    parts = [f.assign(run_id=rid) for rid, f in frames.items() if f is not None and not f.empty]
+    if not parts:
+        return pd.DataFrame(columns=["run_id", "epoch", *EPOCH_METRICS])
+    long = pd.concat(parts, ignore_index=True)
+    first = ["run_id", "epoch", *[m for m in EPOCH_METRICS if m in long.columns]]
+    long = long[first + [c for c in long.columns if c not in first]]
+    long["epoch"] = long["epoch"].astype(int)
+    return long

@@ -1,0 +1,111 @@
+"""bioclf-exp as a user meets it: exit codes, one-line errors, --dry-run, list, a failing variant."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from bioclf.cli import main
+from conftest import EXPERIMENTS, TINY, write_spec
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_exits_zero(capsys):
+    assert main(["--help"]) == 0
+    assert "run a suite" in capsys.readouterr().out
+    assert main(["run", "--help"]) == 0
+    assert "--dry-run" in capsys.readouterr().out
+
+
+def test_validate_every_experiment(capsys):
+    specs = sorted(str(p) for p in EXPERIMENTS.glob("*.yaml"))
+    code, out, _ = run_cli(capsys, "validate", *specs)
+    assert code == 0 and out.count("ok: ") == len(specs)
+
+
+def test_typo_is_one_line_exit_2(capsys, tmp_path):
+    path = write_spec(tmp_path, {"extends": str(EXPERIMENTS / "smoke.yaml"), "model": {"bakbone": "resnet18"}})
+    code, out, err = run_cli(capsys, "validate", str(path))
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "model.bakbone" in lines[0] and str(path) in lines[0]
+    assert "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(capsys, tmp_path):
+    path = write_spec(tmp_path, {"model": {"bakbone": "resnet18"}})
+    with pytest.raises(Exception, match="bakbone"):
+        main(["validate", str(path), "--debug"])
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["run", "experiments/smoke.yaml", "--variant", "nope", "--dry-run"], "--variant 'nope'"),
+    (["run", "experiments/smoke.yaml", "--set", "train.epochs", "--dry-run"], "KEY=VALUE"),
+    (["run", "experiments/smoke.yaml", "--set", "train.epochs=zero", "--dry-run"], "train.epochs"),
+    (["run", "missing.yaml"], "spec file not found"),
+    (["run", "experiments/smoke.yaml", "--seeds", "1,x"], "--seeds"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_arguments_exit_2(capsys, monkeypatch, argv, needle):
+    monkeypatch.chdir(EXPERIMENTS.parent)
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and needle in err and "Traceback" not in err
+
+
+def test_dry_run_prints_diffs_and_counts_and_trains_nothing(capsys, tracking_uri, tmp_path):
+    code, out, _ = run_cli(capsys, "run", str(EXPERIMENTS / "loss_ablation.yaml"), "--dry-run")
+    assert code == 0
+    assert "cross_entropy" in out and "loss.label_smoothing: 0.1 -> 0.0" in out
+    assert "87,843,748" in out
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()
+
+
+def test_list_arch_ablation_has_exact_counts(capsys, tracking_uri):
+    code, out, _ = run_cli(capsys, "list", str(EXPERIMENTS / "arch_ablation.yaml"))
+    assert code == 0
+    rows = [line for line in out.splitlines() if line.split() and line.split()[0] in {
+        "baseline_linear_head", "custom_fc_512", "dual_dropout", "batchnorm", "no_initial_dropout",
+        "wider_fc_1024", "resnet50", "resnet152"}]
+    assert len(rows) == 8
+    counts = {row.split()[0]: row.split()[3] for row in rows}
+    # 88,791,336 (torchvision, 1000-class fc) - 2,049,000 + the head
+    assert counts["baseline_linear_head"] == "86,947,236"
+    assert counts["batchnorm"] == "87,843,748"
+    assert counts["wider_fc_1024"] == "88,945,060"
+    assert counts["resnet50"] == "24,609,444"
+
+
+def test_a_failing_variant_does_not_sink_the_suite(capsys, tracking_uri, tmp_path):
+    spec = dict(TINY, train={"epochs": 1}, variants={
+        "diverges": {"optimizer": {"name": "sgd", "lr": 1.0e30, "momentum": 0.0}},
+        "fine": {},
+    })
+    path = write_spec(tmp_path, spec)
+    code, out, _ = run_cli(capsys, "run", str(path), "--quiet")
+    assert code == 1
+    assert "diverges" in out and "FAILED" in out and "1 failed" in out
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name("tiny")
+    runs = {r.data.tags["bioclf.variant"]: r for r in client.search_runs(
+        [exp.experiment_id], "tags.`bioclf.role` = 'variant'")}
+    assert runs["diverges"].info.status == "FAILED" and "NaN" in runs["diverges"].data.tags["bioclf.error"]
+    assert runs["fine"].info.status == "FINISHED"
+    error_txt = client.download_artifacts(runs["diverges"].info.run_id, "error.txt", str(tmp_path))
+    assert "Traceback" in open(error_txt).read()
+    # The parent says the suite had a failure.
+    parent = client.search_runs([exp.experiment_id], "tags.`bioclf.role` = 'suite'")[0]
+    assert parent.info.status == "FAILED"
+
+
+def test_console_script_is_installed():
+    out = subprocess.run([sys.executable, "-m", "bioclf.cli", "validate", str(EXPERIMENTS / "smoke.yaml")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "3 run(s)" in out.stdout

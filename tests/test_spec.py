@@ -182,3 +182,10 @@ def test_spec_text_is_yaml_mapping(tmp_path):
     path.write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(BioclfError, match="must be a mapping"):
         load_suite(path)
+
+
+def test_config_reference_doc_is_current():
+    from bioclf.spec.reference import config_reference
+
+    doc = (EXPERIMENTS.parent / "docs" / "config.md").read_text()
+    assert doc.strip() == config_reference().strip(), "regenerate: python -m bioclf.spec.reference > docs/config.md"

@@ -1,0 +1,103 @@
+"""Per-class results from a run's logged predictions (``predictions/val.csv``), no model needed.
+
+Macro scores are computed exactly as the trainer computes them (scikit-learn, macro over the
+classes present in the validation labels, ``zero_division=0``), so they reproduce the logged
+``val_f1_macro`` / ``val_precision_macro`` / ``val_recall_macro``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+
+def class_names(classes: pd.DataFrame | None, num_classes: int) -> list[str]:
+    """Display name per label: classes.csv's ``name`` where there is one, else the label."""
+    names = [str(i) for i in range(num_classes)]
+    if classes is not None and {"label", "name"} <= set(classes.columns):
+        for label, name in zip(classes["label"], classes["name"]):
+            if 0 <= int(label) < num_classes and isinstance(name, str) and name:
+                names[int(label)] = name
+    return names
+
+
+def num_classes_of(predictions: pd.DataFrame, classes: pd.DataFrame | None) -> int:
+    seen = int(max(predictions["label"].max(), predictions["pred"].max())) + 1 if len(predictions) else 0
+    return max(seen, len(classes) if classes is not None else 0)
+
+
+def macro_scores(predictions: pd.DataFrame) -> dict[str, float]:
+    """Top-1, top-5 and macro precision / recall / F1 of a predictions frame."""
+    y, p = predictions["label"].to_numpy(int), predictions["pred"].to_numpy(int)
+    prec, rec, f1, _ = precision_recall_fscore_support(y, p, labels=np.unique(y), average="macro", zero_division=0)
+    top5 = [str(label) in str(t).split() for label, t in zip(y, predictions["top5"])] if "top5" in predictions else []
+    return {
+        "best_val_acc": float((y == p).mean()),
+        "best_val_top5_acc": float(np.mean(top5)) if len(top5) else float("nan"),
+        "val_precision_macro": float(prec),
+        "val_recall_macro": float(rec),
+        "val_f1_macro": float(f1),
+    }
+
+
+def confusion_counts(predictions: pd.DataFrame, num_classes: int) -> np.ndarray:
+    """Counts, rows = true class, columns = predicted class."""
+    return confusion_matrix(predictions["label"], predictions["pred"], labels=np.arange(num_classes))
+
+
+def row_normalise(counts: np.ndarray) -> np.ndarray:
+    """Each row as fractions of the true class's images (a class without images: a row of 0)."""
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, totals, out=np.zeros(counts.shape, dtype=float), where=totals > 0)
+
+
+def per_class_accuracy(counts: np.ndarray, names: list[str]) -> pd.DataFrame:
+    """label, name, images, correct, accuracy (NaN without images), and the most frequent wrong
+    prediction (``confused_with``, ``confused_count``) per class."""
+    n = counts.sum(axis=1)
+    correct = np.diag(counts)
+    off = counts.copy()
+    np.fill_diagonal(off, 0)
+    worst = off.argmax(axis=1)
+    worst_count = off[np.arange(len(off)), worst]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.where(n > 0, correct / np.maximum(n, 1), np.nan)
+    return pd.DataFrame({
+        "label": np.arange(len(counts)), "name": names, "images": n, "correct": correct, "accuracy": acc,
+        "confused_with": [names[w] if c > 0 else "" for w, c in zip(worst, worst_count)],
+        "confused_count": worst_count,
+    })
+
+
+def weakest_classes(per_class: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The k classes with the lowest accuracy (ties: the larger class first, then by label)."""
+    present = per_class[per_class["images"] > 0]
+    ranked = present.sort_values(["accuracy", "images", "label"], ascending=[True, False, True], kind="stable")
+    return ranked.head(k).reset_index(drop=True)
+
+
+def confused_pairs(counts: np.ndarray, names: list[str], top: int) -> pd.DataFrame:
+    """The ``top`` most frequent off-diagonal (true → predicted) pairs, by rate then count."""
+    rates = row_normalise(counts)
+    true, pred = np.nonzero(counts * (1 - np.eye(len(counts), dtype=counts.dtype)))
+    pairs = pd.DataFrame({"true_label": true, "true": [names[i] for i in true],
+                          "pred_label": pred, "predicted": [names[j] for j in pred],
+                          "rate": rates[true, pred], "count": counts[true, pred],
+                          "true_images": counts.sum(axis=1)[true]})
+    pairs = pairs.sort_values(["rate", "count", "true_label"], ascending=[False, False, True], kind="stable")
+    return pairs.head(top).reset_index(drop=True)
+
+
+def asymmetric_pairs(counts: np.ndarray, names: list[str], top: int) -> pd.DataFrame:
+    """Class pairs confused mostly one way (a taken for b, rarely b for a), largest gap first.
+
+    Each unordered pair appears once, written in its stronger direction (a → b)."""
+    rates = row_normalise(counts)
+    gap = rates - rates.T
+    a, b = np.nonzero((gap > 0) & (counts > 0))
+    pairs = pd.DataFrame({"a_label": a, "a": [names[i] for i in a], "b_label": b, "b": [names[j] for j in b],
+                          "rate_ab": rates[a, b], "count_ab": counts[a, b],
+                          "rate_ba": rates[b, a], "count_ba": counts[b, a], "gap": gap[a, b]})
+    pairs = pairs.sort_values(["gap", "count_ab", "a_label"], ascending=[False, False, True], kind="stable")
+    return pairs.head(top).reset_index(drop=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -65,9 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sigterm_as_interrupt(signum, frame):
+    # A scheduler's SIGTERM (Slurm, Kubernetes, `kill`) gets the same clean stop as Ctrl-C:
+    # the current run is marked KILLED and resumes from its last epoch on the next `run`.
+    raise KeyboardInterrupt
+
+
 def cmd_run(args) -> int:
     from bioclf.runner import run_suite
     from bioclf.spec import load_suite, parse_set_overrides
+
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
 
     suite = load_suite(args.spec, overrides=parse_set_overrides(args.overrides), seeds=args.seeds)
     result = run_suite(

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from bioclf.claims import claim
 from bioclf.engine import train
-from bioclf.errors import BioclfError, RunFailed
+from bioclf.errors import BioclfError
 from bioclf.models import ParamCount, check_param_budget, model_param_count, resolve_weights
 from bioclf.spec.loader import RunSpec, Suite, config_dict, flatten
 from bioclf.spec.schema import RunConfig
@@ -29,7 +29,7 @@ class RunOutcome:
     variant: str
     seed: int
     config_hash: str
-    status: str  # finished | skipped | failed | killed
+    status: str  # finished | skipped | busy (another process has it) | failed | killed
     run_id: str | None = None
     best_val_acc: float | None = None
     error: str | None = None
@@ -178,17 +178,8 @@ def run_suite(
 
     tracker = Tracker(tracking_uri)
     exp_id = tracker.experiment_id(suite.name)
-    parent = None if force else tracker.find_suite(exp_id, suite.suite_hash)
-    if parent is not None:
-        parent_id = parent.info.run_id
-        tracker.reopen(parent_id)
-    else:
-        parent_id = tracker.start_suite(
-            exp_id, name=suite.name, suite_hash=suite.suite_hash, spec_path=suite.path.resolve(),
-            baseline=suite.baseline, variants=suite.variant_names, description=suite.description,
-        )
-        tracker.log_artifact(parent_id, suite.path, "spec")
-        tracker.log_text(parent_id, json.dumps(suite_manifest(suite), indent=2), "suite.json")
+    with claim(tracker.work_root() / "claims", f"suite-{suite.suite_hash}", wait=True):
+        parent_id = _open_suite_run(tracker, exp_id, suite, force)
     echo(f"suite {suite.name}: {len(runs)} run(s) -> {tracker.uri} (suite run {parent_id})")
 
     result = SuiteResult(suite.name, parent_id)
@@ -209,31 +200,62 @@ def run_suite(
     return result
 
 
-def _run_one(tracker, exp_id: str, parent_id: str, suite: Suite, run: RunSpec, count: ParamCount, force: bool, quiet: bool,
-             echo: Printer, label: str, base_dir: Path) -> RunOutcome:
-    if not force:
-        done = [r for r in tracker.find_variant_runs(exp_id, run.config_hash) if r.info.status == "FINISHED"]
-        if done:
-            acc = done[0].data.metrics.get("best_val_acc")
-            echo(f"{label}: skipped, finished run {done[0].info.run_id} has the same config ({run.config_hash})")
-            return RunOutcome(run.variant, run.seed, run.config_hash, "skipped", done[0].info.run_id, acc)
-
-    num_classes = num_classes_of(run.config, base_dir)
-    logger = tracker.start_variant(
-        exp_id, parent_id, variant=run.variant, seed=run.seed, config_hash=run.config_hash,
-        suite_hash=suite.suite_hash, params=run_params(run.config, num_classes, count),
+def _open_suite_run(tracker, exp_id: str, suite: Suite, force: bool) -> str:
+    """The suite's parent run: reopened when this spec ran before (same suite hash), else new."""
+    parent = None if force else tracker.find_suite(exp_id, suite.suite_hash)
+    if parent is not None:
+        tracker.reopen(parent.info.run_id)
+        return parent.info.run_id
+    parent_id = tracker.start_suite(
+        exp_id, name=suite.name, suite_hash=suite.suite_hash, spec_path=suite.path.resolve(),
+        baseline=suite.baseline, variants=suite.variant_names, description=suite.description,
     )
+    tracker.log_artifact(parent_id, suite.path, "spec")
+    tracker.log_text(parent_id, json.dumps(suite_manifest(suite), indent=2), "suite.json")
+    return parent_id
+
+
+def _run_one(tracker, exp_id: str, parent_id: str, suite: Suite, run: RunSpec, count: ParamCount, force: bool,
+             quiet: bool, echo: Printer, label: str, base_dir: Path) -> RunOutcome:
+    work_root = tracker.work_root()
+    with claim(work_root / "claims", run.config_hash) as mine:
+        if not mine:
+            echo(f"{label}: skipped, another bioclf-exp process is training this config ({run.config_hash})")
+            return RunOutcome(run.variant, run.seed, run.config_hash, "busy")
+        previous = tracker.find_variant_runs(exp_id, run.config_hash)
+        if not force:
+            done = [r for r in previous if r.info.status == "FINISHED"]
+            if done:
+                acc = done[0].data.metrics.get("best_val_acc")
+                echo(f"{label}: skipped, finished run {done[0].info.run_id} has the same config ({run.config_hash})")
+                return RunOutcome(run.variant, run.seed, run.config_hash, "skipped", done[0].info.run_id, acc)
+        interrupted = [r for r in previous if r.info.status in ("RUNNING", "KILLED")]
+        resumable = [r for r in interrupted if (work_root / r.info.run_id / "checkpoints" / "last.pt").exists()]
+        if resumable and not force:
+            logger = tracker.resume_variant(resumable[0].info.run_id)
+            echo(f"{label}: resuming run {logger.run_id} from its last checkpoint")
+        else:
+            logger = tracker.start_variant(
+                exp_id, parent_id, variant=run.variant, seed=run.seed, config_hash=run.config_hash,
+                suite_hash=suite.suite_hash, params=run_params(run.config, num_classes_of(run.config, base_dir), count),
+            )
+            echo(f"{label}: training (run {logger.run_id})")
+        for stale in interrupted:  # we hold the claim, so nobody is training these any more
+            if stale.info.run_id != logger.run_id and stale.info.status == "RUNNING":
+                tracker.finish(stale.info.run_id, "KILLED")
+        return _train_claimed(tracker, logger, run, work_root / logger.run_id, quiet, echo, label, base_dir)
+
+
+def _train_claimed(tracker, logger, run: RunSpec, workdir: Path, quiet: bool, echo: Printer, label: str,
+                   base_dir: Path) -> RunOutcome:
     run_id = logger.run_id
-    echo(f"{label}: training (run {run_id})")
-    workdir = Path(tempfile.mkdtemp(prefix=f"{run_id}-", dir=tracker.work_root()))
     try:
-        res = train(run.config, logger, workdir, quiet=quiet, base_dir=base_dir)
+        res = train(run.config, logger, workdir, quiet=quiet, base_dir=base_dir, resume=True)
     except KeyboardInterrupt:
         tracker.finish(run_id, "KILLED")
-        echo(f"{label}: interrupted; run {run_id} marked KILLED")
+        echo(f"{label}: interrupted; run {run_id} marked KILLED, rerun the same command to resume it")
         raise
-    except (RunFailed, BioclfError, RuntimeError, ValueError, OSError, MemoryError) as exc:
-        # One variant's failure (NaN loss, out of memory, a bad image) must not sink the suite.
+    except Exception as exc:  # noqa: BLE001 - one variant's failure must not sink the suite
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         tracker.fail(run_id, f"{type(exc).__name__}: {message}", traceback.format_exc())
         echo(f"{label}: FAILED: {message}")

@@ -4,12 +4,28 @@
 - transforms: the AUGMENTATIONS registry; spec pipeline -> torchvision v2 transform.
 - folder: ``ROOT/<split>/<class>/*`` and flat (test) folders.
 - synthetic: the built-in generated dataset.
+- scan: find unreadable images once per dataset listing (cached) and apply data.on_bad_image.
 - loaders: DataConfig -> seeded DataLoaders.
 """
 
 from bioclf.data.folder import ClassFolderDataset, FlatFolderDataset, read_class_names
-from bioclf.data.images import IMAGE_EXTENSIONS, load_rgb
-from bioclf.data.loaders import DataBundle, build_datasets, build_loaders, build_predict_loader
+from bioclf.data.images import IMAGE_EXTENSIONS, BadImageError, load_rgb
+from bioclf.data.loaders import (
+    DataBundle,
+    build_datasets,
+    build_loaders,
+    build_predict_loader,
+    check_dataset_images,
+)
+from bioclf.data.scan import (
+    ScanReport,
+    apply_bad_image_policy,
+    check_image,
+    dataset_listing_fingerprint,
+    default_cache_dir,
+    scan_dataset,
+    scan_images,
+)
 from bioclf.data.synthetic import SyntheticDataset
 from bioclf.data.transforms import AUGMENTATIONS, TENSOR_STAGE, build_transform, normalize_pipeline
 
@@ -17,15 +33,24 @@ __all__ = [
     "AUGMENTATIONS",
     "IMAGE_EXTENSIONS",
     "TENSOR_STAGE",
+    "BadImageError",
     "ClassFolderDataset",
     "DataBundle",
     "FlatFolderDataset",
+    "ScanReport",
     "SyntheticDataset",
+    "apply_bad_image_policy",
     "build_datasets",
     "build_loaders",
     "build_predict_loader",
     "build_transform",
+    "check_dataset_images",
+    "check_image",
+    "dataset_listing_fingerprint",
+    "default_cache_dir",
     "load_rgb",
     "normalize_pipeline",
     "read_class_names",
+    "scan_dataset",
+    "scan_images",
 ]

@@ -10,14 +10,25 @@ Class order and labels (DESIGN.md, "Data layout"):
 Hidden entries (".name") are ignored; files without an image extension are skipped (as in
 ImageFolder); files are found recursively under a class folder and sorted, so the sample
 order is the same on every machine.
+
+Symlinks: a symlink to a file is listed like the file (a dangling one too: reading it then
+fails with a clear error, and the scan in bioclf.data.scan reports it). Symlinked folders
+are followed, but every real folder is visited once, so a link back up the tree (a loop,
+e.g. ``train/0/loop -> ..``) or a second link to an already listed folder is skipped with a
+warning: the walk cannot hang or list the same image twice. A folder that cannot be read is
+an error, not an empty folder.
+
+``exclude``: absolute paths (e.g. files found unreadable by the scan under
+``data.on_bad_image: skip``) left out of the samples.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from torch.utils.data import Dataset
 
@@ -26,13 +37,15 @@ from bioclf.errors import BioclfError
 
 _INTEGER_NAME = re.compile(r"[0-9]+")
 
+log = logging.getLogger(__name__)
+
 
 def list_class_folders(split_dir: str | Path) -> list[str]:
     """The non-hidden sub-folder names of ``split_dir`` (unsorted); errors if there are none."""
     split_dir = Path(split_dir)
     if not split_dir.is_dir():
         raise BioclfError(f"{split_dir}: split folder not found (expected {split_dir}/<class>/<image>)")
-    names = [entry.name for entry in os.scandir(split_dir) if entry.is_dir() and not entry.name.startswith(".")]
+    names = [entry.name for entry in _scan_folder(str(split_dir)) if _is_dir(entry) and not entry.name.startswith(".")]
     if not names:
         raise BioclfError(f"{split_dir}: no class folders (expected {split_dir}/<class>/<image>)")
     return names
@@ -68,13 +81,77 @@ def order_classes(names: list[str], split_dir: str | Path) -> list[str]:
     return ordered
 
 
-def list_images(folder: Path) -> list[str]:
-    """Image files under ``folder`` (recursive, hidden entries skipped), sorted by path."""
-    found = []
-    for current, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found.extend(os.path.join(current, name) for name in files if is_image_file(name))
+def list_images(folder: str | Path) -> list[str]:
+    """Image files under ``folder`` (recursive, hidden entries skipped), sorted by path.
+
+    Symlinked folders are followed once per real folder. Skipped with a warning: a link to
+    ``folder`` itself or to a folder above it (a loop, which would also pull in other classes'
+    images) and a second path to an already listed folder. An unreadable folder is a
+    BioclfError naming it.
+    """
+    top = os.path.realpath(folder)
+    found: list[str] = []
+    visited: dict[tuple[int, int], str] = {}
+    pending = [str(folder)]
+    while pending:
+        current = pending.pop()
+        try:
+            info = os.stat(current)
+        except OSError as error:
+            raise BioclfError(f"{current}: cannot read folder ({error.strerror or error})") from None
+        key = (info.st_dev, info.st_ino)
+        if key in visited:
+            log.warning("%s: skipped, it is a symlink to %s, which is already listed (a loop or a second link)",
+                        current, visited[key])
+            continue
+        visited[key] = current
+        for entry in _scan_folder(current):
+            if entry.name.startswith("."):
+                continue
+            if _is_dir(entry):
+                if entry.is_symlink() and _contains(os.path.realpath(entry.path), top):
+                    log.warning("%s: skipped, it is a symlink to %s, which contains %s (a loop)",
+                                entry.path, os.path.realpath(entry.path), folder)
+                    continue
+                pending.append(entry.path)
+            elif is_image_file(entry.name):
+                found.append(entry.path)
     return sorted(found)
+
+
+def _contains(outer: str, inner: str) -> bool:
+    return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
+
+
+def list_flat_images(folder: str | Path) -> list[str]:
+    """Image files directly in ``folder`` (not in sub-folders; hidden entries skipped), sorted."""
+    return sorted(
+        entry.path
+        for entry in _scan_folder(str(folder))
+        if not entry.name.startswith(".") and not _is_dir(entry) and is_image_file(entry.name)
+    )
+
+
+def _scan_folder(folder: str) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except PermissionError:
+        raise BioclfError(f"{folder}: cannot read folder (permission denied)") from None
+    except OSError as error:
+        raise BioclfError(f"{folder}: cannot read folder ({error.strerror or error})") from None
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    """A folder or a symlink to one; False for a dangling or looping symlink (listed as a file)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _normalized(paths: Iterable[str | os.PathLike]) -> frozenset[str]:
+    return frozenset(os.path.normpath(os.fspath(path)) for path in paths)
 
 
 def _preview(items: list[str], limit: int = 8) -> str:
@@ -89,17 +166,33 @@ class ClassFolderDataset(Dataset):
     ``targets`` ([label]).
     """
 
-    def __init__(self, split_dir: str | Path, transform: Callable | None = None):
+    def __init__(
+        self,
+        split_dir: str | Path,
+        transform: Callable | None = None,
+        exclude: Iterable[str | os.PathLike] = frozenset(),
+    ):
         self.root = Path(split_dir)
         self.transform = transform
         self.classes = order_classes(list_class_folders(self.root), self.root)
         self.samples: list[tuple[str, int]] = []
+        excluded = _normalized(exclude)
+        self.excluded: list[str] = []  # paths left out because they were in ``exclude``
         for label, name in enumerate(self.classes):
             files = list_images(self.root / name)
             if not files:
                 raise BioclfError(
                     f"{self.root / name}: class folder has no images (extensions: jpg, png, ... any case)"
                 )
+            if excluded:
+                kept = [path for path in files if os.path.normpath(path) not in excluded]
+                self.excluded.extend(path for path in files if os.path.normpath(path) in excluded)
+                if not kept:
+                    raise BioclfError(
+                        f"{self.root / name}: class folder has no readable images (all {len(files)} are unreadable "
+                        "and skipped by data.on_bad_image: skip)"
+                    )
+                files = kept
             self.samples.extend((path, label) for path in files)
         self.targets = [label for _, label in self.samples]
 
@@ -120,9 +213,7 @@ class FlatFolderDataset(Dataset):
         self.transform = transform
         if not self.root.is_dir():
             raise BioclfError(f"{self.root}: image folder not found")
-        self.samples: list[str] = sorted(
-            entry.path for entry in os.scandir(self.root) if entry.is_file() and is_image_file(entry.name)
-        )
+        self.samples: list[str] = list_flat_images(self.root)
         if not self.samples:
             raise BioclfError(f"{self.root}: no images found (extensions: jpg, png, ... any case)")
 

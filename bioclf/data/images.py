@@ -17,6 +17,9 @@ by the model on one scale:
 
 from __future__ import annotations
 
+import os
+import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -38,19 +41,66 @@ def is_image_file(path: str | Path) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
+class BadImageError(BioclfError):
+    """An image file that cannot be read; the message names the path, on one line.
+
+    Raised inside a DataLoader worker, torch re-raises it in the main process as
+    ``type(error)("Caught ... Original Traceback ...: <message>")``; the constructor takes the
+    original message back out of that text, so the CLI still prints one line naming the path.
+    """
+
+    def __init__(self, message: str = "", *args):
+        if isinstance(message, str) and "Original Traceback" in message:
+            message = _message_from_worker_traceback(message)
+        super().__init__(message, *args)
+
+
+def _message_from_worker_traceback(text: str) -> str:
+    # The traceback ends with "bioclf.data.images.BadImageError: <message>" (the message is
+    # one line by construction); keep the worker's name as a short suffix.
+    lines = [line for line in text.splitlines() if line.strip()]
+    where = re.match(r"Caught \w+ (in DataLoader worker process \d+)", lines[0]) if lines else None
+    for line in reversed(lines):
+        head, sep, message = line.partition("BadImageError: ")
+        if sep and not head.strip(" .").count(" "):
+            return message + (f" ({where.group(1)})" if where else "")
+    return lines[-1] if lines else text
+
+
+def one_line(text: object, limit: int = 200) -> str:
+    """``text`` on one line (whitespace runs collapsed), cut to ``limit`` characters."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 def load_rgb(path: str | Path) -> Image.Image:
-    """Decode ``path`` fully and return it as an 8-bit RGB image (rules in the module docstring)."""
+    """Decode ``path`` fully and return it as an 8-bit RGB image (rules in the module docstring).
+
+    Any failure is a BadImageError (a BioclfError) naming the path, never a PIL traceback.
+    Files that are not regular files (a FIFO named .jpg would block open()) are refused first.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        kind = "dangling symlink" if os.path.islink(path) else "no such image file"
+        raise BadImageError(f"{path}: {kind}") from None
+    except OSError as error:
+        raise BadImageError(f"{path}: cannot read image ({one_line(error.strerror or error)})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise BadImageError(f"{path}: not a regular file")
     try:
         with Image.open(path) as image:
             image.load()  # decode now, so a truncated file fails here and not inside a transform
             image = ImageOps.exif_transpose(image)
             return to_rgb(image)
     except FileNotFoundError:
-        raise BioclfError(f"{path}: no such image file") from None
+        raise BadImageError(f"{path}: no such image file") from None
+    except PermissionError:
+        raise BadImageError(f"{path}: cannot read image (permission denied)") from None
     except BioclfError as error:
-        raise BioclfError(f"{path}: {error}") from None
+        raise BadImageError(f"{path}: {one_line(error)}") from None
     except Exception as error:  # noqa: BLE001 - corrupt files raise OSError, SyntaxError, struct.error, ...
-        raise BioclfError(f"{path}: cannot read image ({type(error).__name__}: {error})") from None
+        raise BadImageError(f"{path}: cannot read image ({type(error).__name__}: {one_line(error)})") from None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

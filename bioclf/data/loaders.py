@@ -12,7 +12,7 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from bioclf.data.transforms import build_transform
 from bioclf.errors import BioclfError
 
 if TYPE_CHECKING:  # type only: keeps bioclf.data importable without bioclf.spec
+    from bioclf.data.scan import ScanReport
     from bioclf.spec.schema import DataConfig
 
 
@@ -46,8 +47,13 @@ def resolve_root(cfg: "DataConfig", base_dir: str | Path | None = None) -> Path:
     return root
 
 
-def build_datasets(cfg: "DataConfig", base_dir: str | Path | None = None):
-    """(train_ds, val_ds, classes, class_names) for ``cfg``: train gets train_transforms, val eval_transforms."""
+def build_datasets(
+    cfg: "DataConfig", base_dir: str | Path | None = None, exclude: Iterable[str] = frozenset()
+):
+    """(train_ds, val_ds, classes, class_names) for ``cfg``: train gets train_transforms, val eval_transforms.
+
+    ``exclude``: absolute image paths to leave out (from apply_bad_image_policy / check_dataset_images).
+    """
     train_tf = build_transform(cfg.train_transforms, cfg.mean, cfg.std)
     eval_tf = build_transform(cfg.eval_transforms, cfg.mean, cfg.std)
     if cfg.source == "synthetic":
@@ -61,8 +67,9 @@ def build_datasets(cfg: "DataConfig", base_dir: str | Path | None = None):
     # Compare the class folders before building: a val split lacking a class would otherwise
     # fail on its own (e.g. "missing 57"), hiding that the two splits disagree.
     _check_same_classes(root / "train", root / "val")
-    train_ds = ClassFolderDataset(root / "train", train_tf)
-    val_ds = ClassFolderDataset(root / "val", eval_tf)
+    exclude = frozenset(exclude)
+    train_ds = ClassFolderDataset(root / "train", train_tf, exclude=exclude)
+    val_ds = ClassFolderDataset(root / "val", eval_tf, exclude=exclude)
     class_names = list(train_ds.classes)
     if cfg.class_names_file:
         names_path = Path(cfg.class_names_file).expanduser()
@@ -83,10 +90,14 @@ def _check_same_classes(train_dir: Path, val_dir: Path) -> None:
 
 
 def build_loaders(
-    cfg: "DataConfig", seed: int, device_type: str = "cpu", base_dir: str | Path | None = None
+    cfg: "DataConfig",
+    seed: int,
+    device_type: str = "cpu",
+    base_dir: str | Path | None = None,
+    exclude: Iterable[str] = frozenset(),
 ) -> DataBundle:
-    """Train (shuffled, seeded) and val (in order) loaders for ``cfg``."""
-    train_ds, val_ds, classes, class_names = build_datasets(cfg, base_dir)
+    """Train (shuffled, seeded) and val (in order) loaders for ``cfg``, without the ``exclude`` paths."""
+    train_ds, val_ds, classes, class_names = build_datasets(cfg, base_dir, exclude=exclude)
     if len(train_ds) < 2:
         raise BioclfError(f"data: the train split has {len(train_ds)} image(s); training needs at least 2")
     generator = torch.Generator()
@@ -98,6 +109,27 @@ def build_loaders(
     train = _loader(train_ds, cfg, device_type, cfg.batch_size, shuffle=True, drop_last=drop_last, generator=generator)
     val = _loader(val_ds, cfg, device_type, eval_batch_size(cfg))
     return DataBundle(train=train, val=val, classes=list(classes), class_names=class_names, num_classes=len(classes))
+
+
+def check_dataset_images(
+    cfg: "DataConfig",
+    base_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+) -> tuple["ScanReport | None", frozenset[str]]:
+    """Scan a folder dataset's images (cached) and apply ``cfg.on_bad_image``.
+
+    Returns (report, exclude): pass ``exclude`` to build_loaders / build_datasets, and log
+    ``report.bad_list_text()`` as an artifact when it is not empty. "error" with bad files
+    raises a one-line BioclfError. Synthetic data: (None, frozenset()).
+    """
+    from bioclf.data.scan import apply_bad_image_policy, scan_dataset
+
+    if cfg.source != "folder":
+        return None, frozenset()
+    root = resolve_root(cfg, base_dir)
+    report = scan_dataset(root, cache_dir, use_cache=use_cache)
+    return report, frozenset(apply_bad_image_policy(report, getattr(cfg, "on_bad_image", "error"), root))
 
 
 def build_predict_loader(

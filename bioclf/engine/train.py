@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import ast
 import math
+import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from bioclf.data import DataBundle, build_loaders
-from bioclf.engine.checkpoint import save_atomic
+from bioclf.engine.checkpoint import load_checkpoint, save_atomic
 from bioclf.engine.device import amp_dtype, autocast, resolve_device, seed_everything
 from bioclf.engine.early_stopping import EarlyStopping
 from bioclf.engine.evaluate import EvalOutput, evaluate
@@ -129,6 +131,69 @@ def _write_classes(data: DataBundle, path: Path) -> None:
     ).to_csv(path, index=False)
 
 
+def _rng_state(data: DataBundle) -> dict:
+    """Every RNG a resumed run needs to continue as if it had never stopped (exact on CPU with
+    num_workers 0; with workers, the shuffling order resumes exactly, the workers' augmentation
+    streams are reseeded)."""
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": np.random.get_state()[1].tolist(),
+        "numpy_pos": int(np.random.get_state()[2]),
+        "python": repr(random.getstate()),
+        "loader": data.train.generator.get_state() if data.train.generator is not None else None,
+    }
+
+
+def _restore_rng(state: dict, data: DataBundle) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np.random.set_state(("MT19937", np.array(state["numpy"], dtype=np.uint32), state["numpy_pos"], 0, 0.0))
+    random.setstate(ast.literal_eval(state["python"]))
+    if state["loader"] is not None and data.train.generator is not None:
+        data.train.generator.set_state(state["loader"])
+
+
+@dataclass
+class _Progress:
+    """What the epoch loop carries from one epoch to the next (and across a resume)."""
+
+    history: list[dict] = field(default_factory=list)
+    best_value: float | None = None
+    best_epoch: int = 0
+    best: EvalOutput | None = None  # in memory only; rebuilt from best.pt after a resume
+
+
+def _save_last(path: Path, model, opt, scheduler, scaler, stopper, progress: _Progress, data, cfg) -> None:
+    save_atomic(
+        {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": scheduler.state_dict(),
+         "scaler": scaler.state_dict() if scaler else None, "early_stopping": stopper.state_dict(),
+         "epoch": len(progress.history), "history": progress.history, "best_epoch": progress.best_epoch,
+         "best_value": progress.best_value, "rng": _rng_state(data), "config": config_dict(cfg)},
+        path,
+    )
+
+
+def _resume(path: Path, model, opt, scheduler, scaler, stopper, data, device) -> _Progress:
+    state = load_checkpoint(path, map_location=device)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state["scaler"] is not None:
+        scaler.load_state_dict(state["scaler"])
+    stopper.load_state_dict(state["early_stopping"])
+    _restore_rng(state["rng"], data)
+    return _Progress(history=list(state["history"]), best_value=state["best_value"], best_epoch=state["best_epoch"])
+
+
+def _best_from_checkpoint(workdir: Path, model, data, loss_fn, device, dtype, cfg) -> EvalOutput:
+    """The best epoch's evaluation, recomputed from best.pt (needed after a resume)."""
+    state = load_checkpoint(workdir / "checkpoints" / "best.pt", map_location=device)
+    model.load_state_dict(state["model"])
+    return evaluate(model, data.val, loss_fn, device, dtype, channels_last=cfg.model.channels_last)
+
+
 def train(
     cfg: RunConfig,
     logger: RunLogger,
@@ -136,11 +201,19 @@ def train(
     *,
     quiet: bool = False,
     base_dir: Path | None = None,
+    resume: bool = False,
+    exclude: frozenset[str] = frozenset(),
 ) -> TrainResult:
-    """Train one run to the end (epochs or early stop) and report it. Raises RunFailed on a
-    non-finite loss; BioclfError on bad input (data, weights, budget)."""
+    """Train one run to the end (epochs or early stop) and report it.
+
+    With ``resume``, continue from ``workdir/checkpoints/last.pt`` when it exists: epochs
+    already in the checkpoint are replayed to ``logger`` (which skips steps it already has),
+    then training goes on from the next epoch. Raises RunFailed on a non-finite loss and
+    BioclfError on bad input (data, weights, budget).
+    """
     workdir = Path(workdir)
-    (workdir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    ckpt_dir = workdir / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
     (workdir / "predictions").mkdir(exist_ok=True)
     device = resolve_device(cfg.train.device)
     dtype = amp_dtype(cfg.train.amp, device)
@@ -148,7 +221,8 @@ def train(
     torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
     torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark and not cfg.train.deterministic
 
-    data = build_loaders(cfg.data, seed=cfg.train.seed, device_type=device.type, base_dir=base_dir)
+    data = build_loaders(cfg.data, seed=cfg.train.seed, device_type=device.type, base_dir=base_dir,
+                         **({"exclude": exclude} if exclude else {}))
     if cfg.data.num_classes is not None and cfg.data.num_classes != data.num_classes:
         raise BioclfError(
             f"data.num_classes is {cfg.data.num_classes} but {cfg.data.root} has {data.num_classes} class folders"
@@ -166,20 +240,24 @@ def train(
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     stopper = EarlyStopping(cfg.early_stopping)
 
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config_dict(cfg), sort_keys=False))
-    _write_classes(data, workdir / "classes.csv")
-    logger.log_artifact(workdir / "config.yaml")
-    logger.log_artifact(workdir / "classes.csv")
+    last_path = ckpt_dir / "last.pt"
+    if resume and last_path.exists():
+        progress = _resume(last_path, model, opt, scheduler, scaler, stopper, data, device)
+        for row in progress.history:  # fill epochs logged to the checkpoint but not to the store
+            logger.log_epoch(int(row["epoch"]), {k: v for k, v in row.items() if k != "epoch"})
+    else:
+        progress = _Progress()
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config_dict(cfg), sort_keys=False))
+        _write_classes(data, workdir / "classes.csv")
+        logger.log_artifact(workdir / "config.yaml")
+        logger.log_artifact(workdir / "classes.csv")
 
     show = cfg.train.progress and not quiet
-    history: list[dict] = []
-    best: EvalOutput | None = None
-    best_value: float | None = None
-    best_epoch = 0
-    stopped_early = False
-    run_start = time.perf_counter()
+    stopped_early = bool(progress.history) and stopper.cfg.enabled and stopper.bad_epochs >= stopper.cfg.patience
     n_train = len(data.train.dataset)
-    for epoch in range(1, cfg.train.epochs + 1):
+    for epoch in range(len(progress.history) + 1, cfg.train.epochs + 1):
+        if stopped_early:
+            break
         epoch_start = time.perf_counter()
         lr = current_lr(opt)  # the LR this epoch trains with; a drop shows from the next epoch
         with tqdm(total=n_train, desc=f"epoch {epoch}/{cfg.train.epochs}", unit="img", leave=False,
@@ -188,37 +266,33 @@ def train(
         val = evaluate(model, data.val, loss_fn, device, dtype, channels_last=cfg.model.channels_last)
         metrics.update(val_loss=val.loss, val_acc=val.acc, val_top5_acc=val.top5, lr=lr)
         metrics["epoch_time_s"] = time.perf_counter() - epoch_start
-        history.append({"epoch": epoch, **metrics})
-        logger.log_epoch(epoch, metrics)
+        progress.history.append({"epoch": epoch, **metrics})
 
-        if _better(metrics[cfg.train.select_best], best_value, cfg.train.select_best):
-            best, best_value, best_epoch = val, metrics[cfg.train.select_best], epoch
+        if _better(metrics[cfg.train.select_best], progress.best_value, cfg.train.select_best):
+            progress.best, progress.best_value, progress.best_epoch = val, metrics[cfg.train.select_best], epoch
             save_atomic(
                 {"model": model.state_dict(), "config": config_dict(cfg), "classes": data.classes,
                  "class_names": data.class_names, "epoch": epoch, "metrics": metrics},
-                workdir / "checkpoints" / "best.pt",
+                ckpt_dir / "best.pt",
             )
         if show:
             tqdm.write(
                 f"epoch {epoch:>3}  train loss {metrics['train_loss']:.4f} acc {metrics['train_acc']:.3f}  "
                 f"val loss {val.loss:.4f} acc {val.acc:.3f} top5 {val.top5:.3f}  lr {lr:.2e}  "
-                f"{metrics['train_images_per_s']:.0f} img/s" + ("  *" if best_epoch == epoch else ""),
+                f"{metrics['train_images_per_s']:.0f} img/s" + ("  *" if progress.best_epoch == epoch else ""),
                 file=sys.stderr,
             )
         step_scheduler(scheduler, metrics, cfg.scheduler)
-        stop = stopper.step(metrics)
-        save_atomic(
-            {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": scheduler.state_dict(),
-             "scaler": scaler.state_dict() if scaler else None, "early_stopping": stopper.state_dict(),
-             "epoch": epoch, "best_epoch": best_epoch, "best_value": best_value, "config": config_dict(cfg)},
-            workdir / "checkpoints" / "last.pt",
-        )
-        if stop:
-            stopped_early = epoch < cfg.train.epochs
-            break
+        stopped_early = stopper.step(metrics) and epoch < cfg.train.epochs
+        # The checkpoint is written before the epoch is logged: a kill in between leaves an
+        # epoch the store lacks, which a resume replays; never one it has twice.
+        _save_last(last_path, model, opt, scheduler, scaler, stopper, progress, data, cfg)
+        logger.log_epoch(epoch, metrics)
 
-    assert best is not None  # at least one epoch ran
-    history_frame = _write_history(history, workdir / "history.csv")
+    if progress.best is None:  # resumed: the best epoch's outputs are on disk, not in memory
+        progress.best = _best_from_checkpoint(workdir, model, data, loss_fn, device, dtype, cfg)
+    best = progress.best
+    history_frame = _write_history(progress.history, workdir / "history.csv")
     preds = predictions_frame(best.paths, best.labels, best.probs)
     preds.to_csv(workdir / "predictions" / "val.csv", index=False)
     summary = {
@@ -226,24 +300,24 @@ def train(
         "best_val_top5_acc": best.top5,
         "best_val_loss": best.loss,
         **macro_scores(best.labels, best.probs.argmax(1)),
-        "best_epoch": float(best_epoch),
-        "epochs_run": float(len(history)),
-        "train_time_s": time.perf_counter() - run_start,
+        "best_epoch": float(progress.best_epoch),
+        "epochs_run": float(len(progress.history)),
+        "train_time_s": float(sum(row["epoch_time_s"] for row in progress.history)),
     }
     logger.log_summary(summary)
     files = {
         "history": workdir / "history.csv",
         "predictions": workdir / "predictions" / "val.csv",
-        "best": workdir / "checkpoints" / "best.pt",
-        "last": workdir / "checkpoints" / "last.pt",
+        "best": ckpt_dir / "best.pt",
+        "last": last_path,
     }
     logger.log_artifact(files["history"])
     logger.log_artifact(files["predictions"], "predictions")
     logger.log_artifact(files["best"], "checkpoints")
     logger.log_artifact(files["last"], "checkpoints")
     return TrainResult(
-        best_epoch=best_epoch,
-        epochs_run=len(history),
+        best_epoch=progress.best_epoch,
+        epochs_run=len(progress.history),
         stopped_early=stopped_early,
         summary=summary,
         history=history_frame,

@@ -62,6 +62,12 @@ class DataConfig(Strict):
         default_factory=lambda: [{"name": "resize", "size": 256}, {"name": "center_crop", "size": 224}],
         description="Ordered components for validation / prediction (no randomness).",
     )
+    on_bad_image: Literal["error", "skip"] = Field(
+        "error",
+        description="Unreadable images (zero-byte, truncated, not an image, decompression bomb, no permission): "
+        "'error' stops before training and lists the first ones; 'skip' leaves them out, logs the count and the "
+        "list as an artifact.",
+    )
     mean: tuple[float, float, float] = Field(IMAGENET_MEAN, description="Normalisation mean (RGB).")
     std: tuple[float, float, float] = Field(IMAGENET_STD, description="Normalisation std (RGB).")
     batch_size: int = Field(64, ge=1, description="Training batch size.")

@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import unquote
 
-from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
+from mlflow.entities import Metric, Param, RunStatus, ViewType
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
+
+from bioclf.claims import claim
 
 CONTRACT_VERSION = "1"  # bump when the tracking contract in docs/tracking.md changes
 
@@ -80,11 +83,16 @@ def _param_value(value: Any) -> str:
 class MLflowRunLogger:
     """``bioclf.engine.RunLogger`` for one MLflow run (batched: one request per epoch)."""
 
-    def __init__(self, client: MlflowClient, run_id: str):
+    def __init__(self, client: MlflowClient, run_id: str, logged_epochs: set[int] | None = None):
         self.client = client
         self.run_id = run_id
+        # Epochs already in the store (a resumed run replays its history; skip what is there).
+        self.logged_epochs = set(logged_epochs or ())
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        if epoch in self.logged_epochs:
+            return
+        self.logged_epochs.add(epoch)
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, epoch) for k, v in metrics.items()]
         self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
@@ -107,9 +115,16 @@ class Tracker:
         logging.getLogger("alembic").setLevel(logging.WARNING)
         self.uri = resolve_tracking_uri(tracking_uri)
         store = local_store_dir(self.uri)
-        if store is not None:
-            store.mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(tracking_uri=self.uri)
+        if store is None:
+            self.client = MlflowClient(tracking_uri=self.uri)
+            return
+        store.mkdir(parents=True, exist_ok=True)
+        # Two processes creating the same new SQLite store would race on its schema
+        # migrations (MlflowClient creates the store when constructed); the first creates
+        # it while the second waits.
+        with claim(store / ".work" / "claims", "store-init", wait=True):
+            self.client = MlflowClient(tracking_uri=self.uri)
+            self.client.search_experiments(max_results=1)
 
     # -- experiments
     def experiment_id(self, name: str, create: bool = True) -> str | None:
@@ -123,7 +138,14 @@ class Tracker:
         store = local_store_dir(self.uri)
         # Artifacts of a local store live beside its database, whatever the working directory.
         location = (store / "artifacts" / _slug(name)).as_uri() if store else None
-        return self.client.create_experiment(name, artifact_location=location)
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except MlflowException:
+            # Another process created it between our lookup and our create.
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
 
     # -- suite runs
     def find_suite(self, experiment_id: str, suite_hash: str):
@@ -185,6 +207,12 @@ class Tracker:
         for chunk in _chunks(items, _MAX_PARAMS):
             self.client.log_batch(run.info.run_id, params=chunk)
         return MLflowRunLogger(self.client, run.info.run_id)
+
+    def resume_variant(self, run_id: str) -> MLflowRunLogger:
+        """Reopen an interrupted run; the logger knows which epochs the store already has."""
+        self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        steps = {m.step for m in self.client.get_metric_history(run_id, "val_acc")}
+        return MLflowRunLogger(self.client, run_id, steps)
 
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)

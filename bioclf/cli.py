@@ -100,14 +100,19 @@ def cmd_list(args) -> int:
         for r in tracker.variant_runs(exp_id):  # newest first: keep the latest run per hash
             latest.setdefault(r.data.tags.get("bioclf.config_hash"), r)
     print(f"{suite.name} ({args.spec}): {len(suite.runs)} run(s), baseline {suite.baseline}; store {tracker.uri}")
-    print(f"{'variant':<26} {'seed':>5} {'hash':<12} {'params':>13} {'status':<9} {'val acc':>8}")
+    print(f"{'variant':<26} {'seed':>5} {'hash':<12} {'params':>13} {'status':<9} {'val acc':>8} {'disk':>9}")
+    total = 0
     for run in suite.runs:
         found = latest.get(run.config_hash)
         status = found.info.status if found is not None else "-"
         acc = found.data.metrics.get("best_val_acc") if found is not None else None
         acc_text = f"{100 * acc:.1f}%" if acc is not None else "-"
+        size = tracker.artifact_bytes(found.info.run_id) if found is not None else 0
+        total += size
+        disk = f"{size / 1e6:.1f} MB" if found is not None else "-"
         print(f"{run.variant:<26} {run.seed:>5} {run.config_hash:<12} {counts[run.config_hash].total:>13,} "
-              f"{status:<9} {acc_text:>8}")
+              f"{status:<9} {acc_text:>8} {disk:>9}")
+    print(f"artifacts of these runs: {total / 1e6:.1f} MB")
     return EXIT_OK
 
 

@@ -73,30 +73,37 @@ def param_counts(runs: list[RunSpec], base_dir: Path | None = None) -> dict[str,
     return counts
 
 
-def check_data(runs: list[RunSpec], base_dir: Path | None = None) -> None:
-    """Scan each distinct dataset once (folders and file names, no decoding): a missing root,
-    an empty class or a train/val mismatch fails the suite before the first run trains."""
-    from bioclf.data import build_datasets
+def _data_key(run: RunSpec) -> str:
+    return repr(run.config.data.model_dump(include={"source", "root", "synthetic", "on_bad_image"}))
 
-    seen: set[str] = set()
+
+def check_data(runs: list[RunSpec], base_dir: Path | None = None) -> dict[str, tuple[object, frozenset[str]]]:
+    """Scan each distinct dataset once (cached per dataset listing): a missing root, an empty
+    class, a train/val mismatch or (with on_bad_image: error) an unreadable image fails the
+    suite before the first run trains. Returns data key -> (scan report, paths to skip)."""
+    from bioclf.data import build_datasets, check_dataset_images
+
+    scans: dict[str, tuple[object, frozenset[str]]] = {}
     for run in runs:
         data = run.config.data
-        key = repr(data.model_dump(include={"source", "root", "synthetic"}))
-        if data.source != "folder" or key in seen:
+        key = _data_key(run)
+        if key in scans:
             continue
-        seen.add(key)
+        if data.source != "folder":
+            scans[key] = (None, frozenset())
+            continue
         _, _, classes, _ = build_datasets(data, base_dir=base_dir)
         if data.num_classes is not None and data.num_classes != len(classes):
             raise BioclfError(
                 f"data.num_classes is {data.num_classes} but {data.root} has {len(classes)} class folders"
             )
+        scans[key] = check_dataset_images(data, base_dir)
+    return scans
 
 
 def preflight(runs: list[RunSpec], base_dir: Path | None = None, *, deep: bool = True) -> dict[str, ParamCount]:
     """Everything that can be checked before training: parameter budget and, when ``deep``,
     data folders and pretrained weights (fetched now if missing and the network allows)."""
-    if deep:
-        check_data(runs, base_dir)
     counts = param_counts(runs, base_dir)
     weights_checked: set[tuple[str, str]] = set()
     for run in runs:
@@ -173,6 +180,10 @@ def run_suite(
     if dry_run:
         echo(describe_runs(suite, runs, counts))
         return SuiteResult(suite.name, None)
+    scans = check_data(runs, base_dir)
+    for report, skipped in {id(v): v for v in scans.values()}.values():
+        if skipped:
+            echo(f"data: skipping {len(skipped)} unreadable image(s) in {report.root} (data.on_bad_image: skip)")
 
     from bioclf.tracking import Tracker  # imported here: a dry run never touches a store
 
@@ -187,7 +198,7 @@ def run_suite(
         for i, run in enumerate(runs, 1):
             label = f"[{i}/{len(runs)}] {run.variant} seed {run.seed}"
             outcome = _run_one(tracker, exp_id, parent_id, suite, run, counts[run.config_hash], force, quiet,
-                               echo, label, base_dir)
+                               echo, label, base_dir, scans[_data_key(run)])
             result.outcomes.append(outcome)
             if outcome.status == "failed" and fail_fast:
                 echo("stopping: --fail-fast")
@@ -216,7 +227,7 @@ def _open_suite_run(tracker, exp_id: str, suite: Suite, force: bool) -> str:
 
 
 def _run_one(tracker, exp_id: str, parent_id: str, suite: Suite, run: RunSpec, count: ParamCount, force: bool,
-             quiet: bool, echo: Printer, label: str, base_dir: Path) -> RunOutcome:
+             quiet: bool, echo: Printer, label: str, base_dir: Path, scan) -> RunOutcome:
     work_root = tracker.work_root()
     with claim(work_root / "claims", run.config_hash) as mine:
         if not mine:
@@ -243,14 +254,18 @@ def _run_one(tracker, exp_id: str, parent_id: str, suite: Suite, run: RunSpec, c
         for stale in interrupted:  # we hold the claim, so nobody is training these any more
             if stale.info.run_id != logger.run_id and stale.info.status == "RUNNING":
                 tracker.finish(stale.info.run_id, "KILLED")
-        return _train_claimed(tracker, logger, run, work_root / logger.run_id, quiet, echo, label, base_dir)
+        report, skipped = scan
+        if skipped:
+            tracker.log_text(logger.run_id, report.bad_list_text(), "data/skipped_images.tsv")
+            tracker.log_metric(logger.run_id, "skipped_images", len(skipped))
+        return _train_claimed(tracker, logger, run, work_root / logger.run_id, quiet, echo, label, base_dir, skipped)
 
 
 def _train_claimed(tracker, logger, run: RunSpec, workdir: Path, quiet: bool, echo: Printer, label: str,
-                   base_dir: Path) -> RunOutcome:
+                   base_dir: Path, skipped: frozenset[str]) -> RunOutcome:
     run_id = logger.run_id
     try:
-        res = train(run.config, logger, workdir, quiet=quiet, base_dir=base_dir, resume=True)
+        res = train(run.config, logger, workdir, quiet=quiet, base_dir=base_dir, resume=True, exclude=skipped)
     except KeyboardInterrupt:
         tracker.finish(run_id, "KILLED")
         echo(f"{label}: interrupted; run {run_id} marked KILLED, rerun the same command to resume it")
@@ -258,12 +273,18 @@ def _train_claimed(tracker, logger, run: RunSpec, workdir: Path, quiet: bool, ec
     except Exception as exc:  # noqa: BLE001 - one variant's failure must not sink the suite
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         tracker.fail(run_id, f"{type(exc).__name__}: {message}", traceback.format_exc())
+        shutil.rmtree(workdir, ignore_errors=True)  # a failed run is retried as a new run, never resumed
         echo(f"{label}: FAILED: {message}")
         return RunOutcome(run.variant, run.seed, run.config_hash, "failed", run_id, error=message)
     tracker.finish(run_id, "FINISHED")
-    shutil.rmtree(workdir, ignore_errors=True)  # everything in it was logged as an artifact
+    kept = res.files["checkpoints"]
+    kept_text = ", ".join(p.name for p in kept) if kept else "no model files"
+    kept_mb = sum(p.stat().st_size for p in kept) / 1e6
+    shutil.rmtree(workdir, ignore_errors=True)  # what the checkpoint policy keeps is in the store now
     acc = res.summary["best_val_acc"]
-    echo(f"{label}: finished, best val acc {acc:.4f} at epoch {res.best_epoch} ({res.epochs_run} epochs)")
+    echo(f"{label}: finished, best val acc {acc:.4f} at epoch {res.best_epoch} ({res.epochs_run} epochs); "
+         f"kept {kept_text} ({kept_mb:.1f} MB, checkpoint.keep: {run.config.checkpoint.keep}) "
+         f"in {tracker.artifact_uri(run_id)}/checkpoints")
     return RunOutcome(run.variant, run.seed, run.config_hash, "finished", run_id, acc)
 
 

@@ -98,8 +98,7 @@ def test_artifacts_match_the_metrics(trained, tmp_path):
     run_id = child.info.run_id
     names = {a.path for a in client.list_artifacts(run_id)}
     assert {"config.yaml", "classes.csv", "history.csv", "predictions", "checkpoints"} <= names
-    assert {a.path for a in client.list_artifacts(run_id, "checkpoints")} == {"checkpoints/best.pt",
-                                                                             "checkpoints/last.pt"}
+    assert {a.path for a in client.list_artifacts(run_id, "checkpoints")} == {"checkpoints/best.pt"}
     local = client.download_artifacts(run_id, "", str(tmp_path))
     config = yaml.safe_load(open(f"{local}/config.yaml"))
     assert config["model"]["backbone"] == "resnet18" and config["train"]["epochs"] == 2

@@ -31,6 +31,16 @@ from bioclf.engine.early_stopping import EarlyStopping
 from bioclf.engine.evaluate import EvalOutput, evaluate
 from bioclf.engine.logger import RunLogger
 from bioclf.engine.metrics import macro_scores, predictions_frame
+from bioclf.engine.resources import (
+    file_mb,
+    gpu_peak_mb,
+    inference_ms_per_image,
+    peak_rss_mb,
+    release,
+    reset_gpu_peak,
+    reset_peak_rss,
+    shutdown_loader,
+)
 from bioclf.engine.optim import build_loss, build_optimizer, build_scheduler, current_lr, step_scheduler
 from bioclf.errors import BioclfError, RunFailed
 from bioclf.models import build_model, check_param_budget, count_params
@@ -47,7 +57,7 @@ class TrainResult:
     history: pd.DataFrame
     num_params: int
     num_trainable_params: int
-    files: dict[str, Path] = field(default_factory=dict)
+    files: dict[str, object] = field(default_factory=dict)  # history, predictions: Path; checkpoints: list
 
 
 def _better(value: float, best: float | None, metric: str) -> bool:
@@ -194,6 +204,28 @@ def _best_from_checkpoint(workdir: Path, model, data, loss_fn, device, dtype, cf
     return evaluate(model, data.val, loss_fn, device, dtype, channels_last=cfg.model.channels_last)
 
 
+def _archive(workdir: Path, cfg: RunConfig, epochs: int) -> list[Path]:
+    """The model files a finished run keeps (``checkpoint.keep``), in ``checkpoint.dtype``."""
+    ckpt_dir = workdir / "checkpoints"
+    keep = cfg.checkpoint.keep
+    if keep == "none":
+        return []
+    files = [ckpt_dir / "best.pt"]
+    if keep == "all":
+        files += [ckpt_dir / f"epoch_{e:03d}.pt" for e in range(1, epochs + 1) if (ckpt_dir / f"epoch_{e:03d}.pt").exists()]
+    if cfg.checkpoint.dtype == "fp16":
+        files = [_half_copy(f, workdir / "archive") for f in files]
+    if keep in ("best+last", "all"):
+        files.append(ckpt_dir / "last.pt")  # resume state: always full precision
+    return files
+
+
+def _half_copy(path: Path, folder: Path) -> Path:
+    state = load_checkpoint(path)
+    state["model"] = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
+    return save_atomic(state, folder / path.name)
+
+
 def train(
     cfg: RunConfig,
     logger: RunLogger,
@@ -208,25 +240,39 @@ def train(
 
     With ``resume``, continue from ``workdir/checkpoints/last.pt`` when it exists: epochs
     already in the checkpoint are replayed to ``logger`` (which skips steps it already has),
-    then training goes on from the next epoch. Raises RunFailed on a non-finite loss and
-    BioclfError on bad input (data, weights, budget).
+    then training goes on from the next epoch. ``exclude``: image paths to leave out (the
+    bad-image scan's skip list). Raises RunFailed on a non-finite loss and BioclfError on bad
+    input (data, weights, budget). Worker processes and memory are released on every exit.
     """
-    workdir = Path(workdir)
+    device = resolve_device(cfg.train.device)
+    reset_peak_rss()
+    reset_gpu_peak(device)
+    data = None
+    try:
+        seed_everything(cfg.train.seed, cfg.train.deterministic)
+        torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
+        torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark and not cfg.train.deterministic
+        data = build_loaders(cfg.data, seed=cfg.train.seed, device_type=device.type, base_dir=base_dir,
+                             exclude=exclude)
+        if cfg.data.num_classes is not None and cfg.data.num_classes != data.num_classes:
+            raise BioclfError(
+                f"data.num_classes is {cfg.data.num_classes} but {cfg.data.root} has {data.num_classes} class folders"
+            )
+        return _train(cfg, logger, Path(workdir), data, device, quiet=quiet, resume=resume)
+    finally:
+        if data is not None:
+            shutdown_loader(data.train)
+            shutdown_loader(data.val)
+        del data
+        release(device)
+
+
+def _train(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, device: torch.device, *,
+           quiet: bool, resume: bool) -> TrainResult:
     ckpt_dir = workdir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     (workdir / "predictions").mkdir(exist_ok=True)
-    device = resolve_device(cfg.train.device)
     dtype = amp_dtype(cfg.train.amp, device)
-    seed_everything(cfg.train.seed, cfg.train.deterministic)
-    torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
-    torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark and not cfg.train.deterministic
-
-    data = build_loaders(cfg.data, seed=cfg.train.seed, device_type=device.type, base_dir=base_dir,
-                         **({"exclude": exclude} if exclude else {}))
-    if cfg.data.num_classes is not None and cfg.data.num_classes != data.num_classes:
-        raise BioclfError(
-            f"data.num_classes is {cfg.data.num_classes} but {cfg.data.root} has {data.num_classes} class folders"
-        )
     model = build_model(cfg.model, data.num_classes)
     counts = count_params(model)
     check_param_budget(cfg.model, counts)
@@ -268,13 +314,13 @@ def train(
         metrics["epoch_time_s"] = time.perf_counter() - epoch_start
         progress.history.append({"epoch": epoch, **metrics})
 
+        model_state = {"model": model.state_dict(), "config": config_dict(cfg), "classes": data.classes,
+                       "class_names": data.class_names, "epoch": epoch, "metrics": metrics}
         if _better(metrics[cfg.train.select_best], progress.best_value, cfg.train.select_best):
             progress.best, progress.best_value, progress.best_epoch = val, metrics[cfg.train.select_best], epoch
-            save_atomic(
-                {"model": model.state_dict(), "config": config_dict(cfg), "classes": data.classes,
-                 "class_names": data.class_names, "epoch": epoch, "metrics": metrics},
-                ckpt_dir / "best.pt",
-            )
+            save_atomic(model_state, ckpt_dir / "best.pt")
+        if cfg.checkpoint.keep == "all":
+            save_atomic(model_state, ckpt_dir / f"epoch_{epoch:03d}.pt")
         if show:
             tqdm.write(
                 f"epoch {epoch:>3}  train loss {metrics['train_loss']:.4f} acc {metrics['train_acc']:.3f}  "
@@ -293,8 +339,9 @@ def train(
         progress.best = _best_from_checkpoint(workdir, model, data, loss_fn, device, dtype, cfg)
     best = progress.best
     history_frame = _write_history(progress.history, workdir / "history.csv")
-    preds = predictions_frame(best.paths, best.labels, best.probs)
-    preds.to_csv(workdir / "predictions" / "val.csv", index=False)
+    predictions_frame(best.paths, best.labels, best.probs).to_csv(workdir / "predictions" / "val.csv", index=False)
+    archived = _archive(workdir, cfg, len(progress.history))
+    image_shape = tuple(data.val.dataset[0][0].shape)
     summary = {
         "best_val_acc": best.acc,
         "best_val_top5_acc": best.top5,
@@ -303,18 +350,18 @@ def train(
         "best_epoch": float(progress.best_epoch),
         "epochs_run": float(len(progress.history)),
         "train_time_s": float(sum(row["epoch_time_s"] for row in progress.history)),
+        # The report's computational table: memory, model file, latency per image at batch 16.
+        "peak_rss_mb": peak_rss_mb(),
+        "checkpoint_mb": file_mb(archived[0] if archived else ckpt_dir / "best.pt"),
+        "inference_ms_per_image": inference_ms_per_image(model, image_shape, device, dtype),
     }
+    if (gpu := gpu_peak_mb(device)) is not None:
+        summary["peak_gpu_mem_mb"] = gpu
     logger.log_summary(summary)
-    files = {
-        "history": workdir / "history.csv",
-        "predictions": workdir / "predictions" / "val.csv",
-        "best": ckpt_dir / "best.pt",
-        "last": last_path,
-    }
-    logger.log_artifact(files["history"])
-    logger.log_artifact(files["predictions"], "predictions")
-    logger.log_artifact(files["best"], "checkpoints")
-    logger.log_artifact(files["last"], "checkpoints")
+    logger.log_artifact(workdir / "history.csv")
+    logger.log_artifact(workdir / "predictions" / "val.csv", "predictions")
+    for path in archived:
+        logger.log_artifact(path, "checkpoints")
     return TrainResult(
         best_epoch=progress.best_epoch,
         epochs_run=len(progress.history),
@@ -323,5 +370,6 @@ def train(
         history=history_frame,
         num_params=counts.total,
         num_trainable_params=counts.trainable,
-        files=files,
+        files={"history": workdir / "history.csv", "predictions": workdir / "predictions" / "val.csv",
+               "checkpoints": archived},
     )

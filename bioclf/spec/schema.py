@@ -252,6 +252,20 @@ class TrainConfig(Strict):
         return value
 
 
+class CheckpointConfig(Strict):
+    """What a finished run keeps in the store. Resume state always exists while a run is running
+    and is removed once it finishes (it stays for KILLED runs, so they can resume)."""
+
+    keep: Literal["best", "best+last", "all", "none"] = Field(
+        "best",
+        description="best: the best epoch's model; best+last: also the last epoch's full state; all: also every "
+        "epoch's model; none: no model files (metrics and predictions are still logged).",
+    )
+    dtype: Literal["fp32", "fp16"] = Field(
+        "fp32", description="Precision of the archived model weights (fp16 halves the file; resume state is never fp16)."
+    )
+
+
 class RunConfig(Strict):
     """The resolved config of one run (one variant x one seed)."""
 
@@ -262,6 +276,7 @@ class RunConfig(Strict):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
 
 
 # Fields that change how fast or where a run happens, never what it computes: left out of
@@ -272,6 +287,8 @@ UNHASHED_FIELDS = (
     "train.device",
     "train.progress",
     "train.cudnn_benchmark",
+    "checkpoint.keep",
+    "checkpoint.dtype",
 )
 
 CONFIG_SECTIONS = tuple(RunConfig.model_fields)

@@ -229,6 +229,19 @@ class Tracker:
     def log_artifact(self, run_id: str, path: Path, artifact_dir: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_dir)
 
+    def log_metric(self, run_id: str, key: str, value: float) -> None:
+        self.client.log_metric(run_id, key, float(value), step=0)
+
+    def artifact_uri(self, run_id: str) -> str:
+        return self.client.get_run(run_id).info.artifact_uri
+
+    def artifact_bytes(self, run_id: str, path: str | None = None) -> int:
+        """Total size of a run's artifacts (walks the artifact tree; works on any store)."""
+        total = 0
+        for info in self.client.list_artifacts(run_id, path):
+            total += self.artifact_bytes(run_id, info.path) if info.is_dir else (info.file_size or 0)
+        return total
+
     def work_root(self) -> Path:
         """Scratch space for running runs: beside a local store (same disk as its artifacts, so
         large checkpoints are not copied across file systems), else the user's cache."""

@@ -1,5 +1,6 @@
 """Image decoding, folder datasets, the synthetic dataset and loaders (CPU, data in tmp_path)."""
 
+import os
 import time
 from types import SimpleNamespace
 
@@ -372,3 +373,64 @@ def test_predict_loader_over_a_flat_folder(tmp_path):
     assert torch.cat([b[1] for b in batches]).tolist() == [0, 1, 2, 3, 4]
     assert loader.dataset.samples[3].endswith("3.jpg")
     assert build_predict_loader(tmp_path / "test", cfg, batch_size=5).batch_size == 5
+
+
+# --- structural errors: one line each, naming the path --------------------------------------
+
+def structural_error(callable_, *args):
+    with pytest.raises(BioclfError) as caught:
+        callable_(*args)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_structural_errors_are_one_line_naming_the_path(tmp_path):
+    root = make_folder_dataset(tmp_path / "data")
+    cfg = DataConfig(source="folder", root=str(root), num_workers=0, **SMALL_TRANSFORMS)
+    # missing root
+    missing = DataConfig(source="folder", root=str(tmp_path / "nowhere"), num_workers=0)
+    assert f"dataset folder {tmp_path / 'nowhere'} not found" in structural_error(build_datasets, missing)
+    # missing split
+    (root / "val").rename(tmp_path / "val-moved")
+    assert f"{root / 'val'}: split folder not found" in structural_error(build_datasets, cfg)
+    # a split of loose images, no class folders
+    (root / "val").mkdir()
+    save_image(root / "val" / "loose.png")
+    assert f"{root / 'val'}: no class folders" in structural_error(build_datasets, cfg)
+    (root / "val" / "loose.png").unlink()
+    (root / "val").rmdir()
+    (tmp_path / "val-moved").rename(root / "val")
+    # empty class folder, in val only
+    (root / "val" / "2" / "img0.png").unlink()
+    assert f"{root / 'val' / '2'}: class folder has no images" in structural_error(build_datasets, cfg)
+    save_image(root / "val" / "2" / "img0.png")
+    # mixed integer / text names in both splits
+    for split in ("train", "val"):
+        save_image(root / split / "extra" / "a.png")
+    assert f"{root / 'train' / 'extra'}: class folder name is text" in structural_error(build_datasets, cfg)
+
+
+def test_unreadable_folder_is_an_error_not_an_empty_class(tmp_path, monkeypatch):
+    make_split(tmp_path / "train", ["a", "b"])
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if str(path).endswith("/b"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    message = structural_error(ClassFolderDataset, tmp_path / "train")
+    assert message == f"{tmp_path / 'train' / 'b'}: cannot read folder (permission denied)"
+
+
+def test_dangling_and_looping_entries_are_listed_not_followed(tmp_path):
+    make_split(tmp_path / "train", ["a"], per_class=1)
+    (tmp_path / "train" / "a" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (tmp_path / "train" / "a" / "deeper").mkdir()
+    (tmp_path / "train" / "a" / "deeper" / "back").symlink_to(tmp_path / "train" / "a")
+    ds = ClassFolderDataset(tmp_path / "train")
+    assert [p.split("/")[-1] for p, _ in ds.samples] == ["gone.jpg", "img0.png"]
+    with pytest.raises(BioclfError, match="gone.jpg: dangling symlink"):
+        ds[0]

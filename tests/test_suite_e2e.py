@@ -17,7 +17,7 @@ from bioclf.tracking import CONTRACT_VERSION
 from conftest import TINY, write_spec
 
 EPOCH_METRICS = {"train_loss", "train_acc", "val_loss", "val_acc", "val_top5_acc", "lr", "epoch_time_s",
-                 "train_images_per_s"}
+                 "train_images_per_s", "data_time_s", "compute_time_s"}
 FINAL_METRICS = {"best_val_acc", "best_val_top5_acc", "val_f1_macro", "val_precision_macro",
                  "val_recall_macro", "best_epoch", "epochs_run", "train_time_s"}
 

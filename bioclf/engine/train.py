@@ -66,6 +66,22 @@ def _better(value: float, best: float | None, metric: str) -> bool:
     return value < best if metric == "val_loss" else value > best
 
 
+def _optimizer_step(loss, model, opt, scaler, clip: float | None) -> None:
+    opt.zero_grad(set_to_none=True)
+    if scaler is not None:  # fp16: scale the loss so small gradients survive, unscale before clipping
+        scaler.scale(loss).backward()
+        if clip:
+            scaler.unscale_(opt)
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
+        scaler.step(opt)
+        scaler.update()
+    else:
+        loss.backward()
+        if clip:
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+
+
 def train_one_epoch(
     model: nn.Module,
     data: DataBundle,
@@ -77,14 +93,29 @@ def train_one_epoch(
     cfg: RunConfig,
     bar: tqdm,
 ) -> dict[str, float]:
+    """One pass over the training loader. Never reads a device value inside the loop (that
+    would sync the GPU every step): loss and accuracy sums stay on the device until the end,
+    and the progress bar shows host-side throughput only.
+
+    ``data_time_s`` is the time spent waiting for the loader; ``compute_time_s`` the rest of
+    the epoch's wall time (on a GPU the host runs ahead, so a loader stall shows as data time
+    only when the GPU queue has drained: a large data share means the loader is the bottleneck).
+    """
     model.train()
     memory_format = torch.channels_last if cfg.model.channels_last and device.type == "cuda" else None
-    # Sums stay on the device: reading them every step would sync the GPU once per batch.
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
     seen = 0
+    data_time = 0.0
     start = time.perf_counter()
-    for step, (images, labels) in enumerate(data.train, 1):
+    batches = iter(data.train)
+    while True:
+        wait = time.perf_counter()
+        try:
+            images, labels = next(batches)
+        except StopIteration:
+            break
+        data_time += time.perf_counter() - wait
         images = images.to(device, non_blocking=True)
         if memory_format is not None:
             images = images.contiguous(memory_format=memory_format)
@@ -92,28 +123,12 @@ def train_one_epoch(
         with autocast(device, dtype):
             logits = model(images)
             loss = loss_fn(logits, labels)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            if cfg.train.grad_clip_norm:
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip_norm)
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            if cfg.train.grad_clip_norm:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip_norm)
-            opt.step()
+        _optimizer_step(loss, model, opt, scaler, cfg.train.grad_clip_norm)
         batch = labels.shape[0]
         loss_sum += loss.detach().double() * batch
         correct += (logits.detach().argmax(1) == labels).sum()
         seen += batch
         bar.update(batch)
-        if bar.disable is False and step % 10 == 0:  # a sync every 10 steps, only with a visible bar
-            elapsed = time.perf_counter() - start
-            bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",
-                            img_s=f"{seen / elapsed:.0f}")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elapsed = time.perf_counter() - start
@@ -126,6 +141,8 @@ def train_one_epoch(
         "train_loss": train_loss,
         "train_acc": correct.item() / seen,
         "train_images_per_s": seen / elapsed if elapsed > 0 else float("nan"),
+        "data_time_s": data_time,
+        "compute_time_s": elapsed - data_time,
     }
 
 
@@ -279,6 +296,8 @@ def _train(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, d
     model.to(device)
     if cfg.model.channels_last and device.type == "cuda":
         model.to(memory_format=torch.channels_last)
+    # Compiled or not, checkpoints hold the plain module's state_dict (no "_orig_mod." keys).
+    step_model = torch.compile(model) if cfg.train.compile else model
 
     loss_fn = build_loss(cfg.loss)
     opt = build_optimizer(model, cfg.optimizer)
@@ -308,8 +327,8 @@ def _train(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, d
         lr = current_lr(opt)  # the LR this epoch trains with; a drop shows from the next epoch
         with tqdm(total=n_train, desc=f"epoch {epoch}/{cfg.train.epochs}", unit="img", leave=False,
                   disable=None if show else True, file=sys.stderr, dynamic_ncols=True) as bar:
-            metrics = train_one_epoch(model, data, loss_fn, opt, scaler, device, dtype, cfg, bar)
-        val = evaluate(model, data.val, loss_fn, device, dtype, channels_last=cfg.model.channels_last)
+            metrics = train_one_epoch(step_model, data, loss_fn, opt, scaler, device, dtype, cfg, bar)
+        val = evaluate(step_model, data.val, loss_fn, device, dtype, channels_last=cfg.model.channels_last)
         metrics.update(val_loss=val.loss, val_acc=val.acc, val_top5_acc=val.top5, lr=lr)
         metrics["epoch_time_s"] = time.perf_counter() - epoch_start
         progress.history.append({"epoch": epoch, **metrics})

@@ -239,6 +239,7 @@ class TrainConfig(Strict):
     )
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N (not part of the config hash).")
     deterministic: bool = Field(False, description="torch deterministic algorithms (slower on GPU).")
+    compile: bool = Field(False, description="torch.compile the model (slow first epoch, faster after; GPU).")
     cudnn_benchmark: bool = Field(True, description="cuDNN autotuner for fixed input sizes (not hashed).")
     progress: bool = Field(True, description="Progress bars (not hashed; --quiet turns them off).")
 
@@ -287,6 +288,7 @@ UNHASHED_FIELDS = (
     "train.device",
     "train.progress",
     "train.cudnn_benchmark",
+    "train.compile",
     "checkpoint.keep",
     "checkpoint.dtype",
 )

@@ -87,7 +87,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from bioclf.runner import param_counts
+    from bioclf.inventory import param_counts
     from bioclf.spec import load_suite, parse_set_overrides
     from bioclf.tracking import Tracker
 

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Callable
 
 from bioclf.claims import claim
+from bioclf.inventory import num_classes_of, param_counts
 from bioclf.engine import train
 from bioclf.errors import BioclfError
-from bioclf.models import ParamCount, check_param_budget, model_param_count, resolve_weights
+from bioclf.models import ParamCount, check_param_budget, resolve_weights
 from bioclf.spec.loader import RunSpec, Suite, config_dict, flatten
 from bioclf.spec.schema import RunConfig
 
@@ -47,30 +48,6 @@ class SuiteResult:
 
 
 # ---------------------------------------------------------------- preflight
-
-
-def num_classes_of(cfg: RunConfig, base_dir: Path | None = None) -> int:
-    """Classes of the run's dataset without loading any image (folder names are enough)."""
-    if cfg.data.num_classes is not None:
-        return cfg.data.num_classes
-    if cfg.data.source == "synthetic":
-        return cfg.data.synthetic.num_classes
-    from bioclf.data import build_datasets
-
-    _, _, classes, _ = build_datasets(cfg.data, base_dir=base_dir)
-    return len(classes)
-
-
-def param_counts(runs: list[RunSpec], base_dir: Path | None = None) -> dict[str, ParamCount]:
-    """Exact parameter counts per config hash, on the meta device (no weights allocated)."""
-    counts: dict[str, ParamCount] = {}
-    classes: dict[str, int] = {}
-    for run in runs:
-        data_key = repr(run.config.data.model_dump(include={"source", "root", "synthetic"}))
-        if data_key not in classes:
-            classes[data_key] = num_classes_of(run.config, base_dir)
-        counts[run.config_hash] = model_param_count(run.config.model, classes[data_key])
-    return counts
 
 
 def _data_key(run: RunSpec) -> str:

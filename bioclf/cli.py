@@ -1,4 +1,5 @@
-"""``bioclf-exp``: run, list and validate ablation specs; open the MLflow UI.
+"""``bioclf-exp``: run, list and validate ablation specs; open the MLflow UI; check data, predict,
+fetch public datasets.
 
 Thin by design: parse the arguments, load the spec, call a library function. Exit codes:
 0 done, 1 a run failed, 2 bad input (spec, data, arguments). Errors are one line naming the
@@ -63,6 +64,50 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = sub.add_parser("ui", parents=[common], help="start the MLflow UI on the store (127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000)
+
+    chk = sub.add_parser("check-data", parents=[common], help="report on a dataset: counts, duplicates and "
+                         "leakage across splits, unreadable files, fingerprint")
+    chk.add_argument("root", type=Path, help="dataset root: ROOT/train/<class>/*, ROOT/val/<class>/*, ROOT/test/*")
+    chk.add_argument("--json", dest="json_file", metavar="FILE",
+                     help="write the full report as JSON to FILE ('-': to stdout, instead of the summary)")
+    chk.add_argument("--out", type=Path, metavar="DIR", help="write summary.json, counts.csv, duplicates.csv, "
+                     "unreadable.csv and plots (class_counts.png, image_sizes.png) into DIR")
+    chk.add_argument("--strict", action="store_true", help="exit 2 on warnings too (duplicates across splits, ...)")
+    chk.add_argument("--no-cache", action="store_true", help="hash every file again (the cache is not read or written)")
+    chk.add_argument("--workers", type=int, help="processes for hashing (default: the CPUs, at most 8)")
+    chk.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    pred = sub.add_parser("predict", parents=[common], help="predict a flat image folder with a tracked run; "
+                          "write image_name,pred_label")
+    pred.add_argument("folder", type=Path, help="flat folder of images, e.g. ROOT/test")
+    which = pred.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", dest="run_id", metavar="RUN_ID", help="the MLflow run to use")
+    which.add_argument("--experiment", metavar="NAME",
+                       help="use the best finished run of this experiment (by best_val_acc)")
+    pred.add_argument("--variant", help="with --experiment: only runs of this variant")
+    pred.add_argument("-o", "--output", type=Path, required=True, metavar="CSV", help="the prediction CSV to write")
+    pred.add_argument("--top5", type=Path, metavar="CSV", help="also write image_name,top5,p_pred")
+    pred.add_argument("--probs", type=Path, metavar="CSV", help="also write every class probability per image")
+    pred.add_argument("--tta", choices=["none", "flip"], default="none",
+                      help="test-time augmentation: flip averages the image and its mirror")
+    pred.add_argument("--batch-size", type=int, help="default: the run's eval batch size")
+    pred.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    pred.add_argument("--workers", type=int, help="DataLoader workers (default: the run's data.num_workers)")
+    pred.add_argument("--skip-bad", action="store_true",
+                      help="leave unreadable images out (counted) instead of failing")
+    pred.add_argument("--no-log", action="store_true", help="do not log the CSV as an artifact of the run")
+    pred.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    fetch = sub.add_parser("fetch-data", parents=[common], help="download a public dataset (torchvision) and lay "
+                           "it out as DEST/train|val/<class>/, DEST/test/")
+    fetch.add_argument("name", help="flowers102, oxford_pets or fgvc_aircraft")
+    fetch.add_argument("dest", type=Path, help="new folder for the dataset")
+    fetch.add_argument("--download-dir", type=Path, help="where torchvision downloads to (default: "
+                       "$XDG_CACHE_HOME/bioclf/datasets); kept, the layout links to it")
+    fetch.add_argument("--val-fraction", type=float, default=0.2,
+                       help="share of each class moved to val where the dataset has no val split (oxford_pets)")
+    fetch.add_argument("--seed", type=int, default=0, help="seed of that val split")
+    fetch.add_argument("--copy", action="store_true", help="copy files instead of hard-linking them")
     return parser
 
 
@@ -139,7 +184,82 @@ def cmd_ui(args) -> int:
         return EXIT_OK
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "validate": cmd_validate, "ui": cmd_ui}
+def cmd_check_data(args) -> int:
+    import json
+
+    from bioclf.datacheck import check_dataset
+
+    bar = None
+    if not args.quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(unit="img", desc="hashing", file=sys.stderr, leave=False)
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+    try:
+        report = check_dataset(args.root, use_cache=not args.no_cache, workers=args.workers, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json_file == "-":
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.summary_text())
+    if args.json_file and args.json_file != "-":
+        Path(args.json_file).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json_file}", file=sys.stderr)
+    if args.out:
+        written = report.write(args.out)
+        print(f"wrote {len(written)} files to {args.out}", file=sys.stderr)
+    if report.problems:
+        print(f"bioclf-exp: error: {report.problems[0]}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.strict and report.warnings:
+        print(f"bioclf-exp: error: --strict: {len(report.warnings)} warning(s)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+def cmd_predict(args) -> int:
+    from bioclf.predict import predict
+
+    result = predict(
+        args.folder, args.output, run_id=args.run_id, experiment=args.experiment, variant=args.variant,
+        tracking_uri=args.tracking_uri, top5=args.top5, probs=args.probs, tta=args.tta, batch_size=args.batch_size,
+        device=args.device, workers=args.workers, skip_bad=args.skip_bad, log_to_run=not args.no_log,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    skipped = f", {len(result.skipped)} unreadable image(s) left out (--skip-bad)" if result.skipped else ""
+    print(f"wrote {result.output}: {result.n_images} image(s) predicted by run {result.run_id} "
+          f"on {result.device}, tta {result.tta}{skipped}")
+    for path in result.files[1:]:
+        print(f"wrote {path}")
+    if result.artifacts:
+        print(f"logged {', '.join(result.artifacts)} to run {result.run_id}")
+    return EXIT_OK
+
+
+def cmd_fetch_data(args) -> int:
+    from bioclf.fetch import fetch_data
+
+    result = fetch_data(args.name, args.dest, download_dir=args.download_dir, val_fraction=args.val_fraction,
+                        seed=args.seed, copy=args.copy)
+    counts = ", ".join(f"{split} {n:,}" for split, n in result.counts.items())
+    how = "" if result.already_there else f" ({result.linked:,} hard links, {result.copied:,} copies)"
+    print(f"{result.name} in {result.dest}: {result.num_classes} classes; {counts}{how}")
+    print(f"train on it: bioclf-exp run SPEC --set data.source=folder --set data.root={result.dest} "
+          f"--set data.num_classes={result.num_classes}"
+          + (" --set data.class_names_file=classes.txt" if (result.dest / "classes.txt").exists() else ""))
+    return EXIT_OK
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "validate": cmd_validate, "ui": cmd_ui,
+            "check-data": cmd_check_data, "predict": cmd_predict, "fetch-data": cmd_fetch_data}
 
 
 def main(argv: list[str] | None = None) -> int:

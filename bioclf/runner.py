@@ -78,6 +78,19 @@ def check_data(runs: list[RunSpec], base_dir: Path | None = None) -> dict[str, t
     return scans
 
 
+def data_fingerprints(runs: list[RunSpec], base_dir: Path | None, echo: Printer) -> dict[str, object]:
+    """The data check of each distinct dataset (cached per file; warnings echoed) and the
+    fingerprint every run of it logs: data key -> bioclf.datacheck.DatasetFingerprint."""
+    from bioclf.datacheck import suite_data_check
+
+    found: dict[str, object] = {}
+    for run in runs:
+        key = _data_key(run)
+        if key not in found:
+            found[key], _ = suite_data_check(run.config.data, base_dir, echo=echo)
+    return found
+
+
 def preflight(runs: list[RunSpec], base_dir: Path | None = None, *, deep: bool = True) -> dict[str, ParamCount]:
     """Everything that can be checked before training: parameter budget and, when ``deep``,
     data folders and pretrained weights (fetched now if missing and the network allows)."""
@@ -161,6 +174,7 @@ def run_suite(
     for report, skipped in {id(v): v for v in scans.values()}.values():
         if skipped:
             echo(f"data: skipping {len(skipped)} unreadable image(s) in {report.root} (data.on_bad_image: skip)")
+    fingerprints = data_fingerprints(runs, base_dir, echo)
 
     from bioclf.tracking import Tracker  # imported here: a dry run never touches a store
 
@@ -168,6 +182,11 @@ def run_suite(
     exp_id = tracker.experiment_id(suite.name)
     with claim(tracker.work_root() / "claims", f"suite-{suite.suite_hash}", wait=True):
         parent_id = _open_suite_run(tracker, exp_id, suite, force)
+    digests = {fingerprint.digest for fingerprint in fingerprints.values()}
+    if len(digests) == 1:  # the suite's rows all read the same data: say so on the parent too
+        from bioclf.tracking import DATA_FINGERPRINT_TAG
+
+        tracker.client.set_tag(parent_id, DATA_FINGERPRINT_TAG, digests.pop())
     echo(f"suite {suite.name}: {len(runs)} run(s) -> {tracker.uri} (suite run {parent_id})")
 
     result = SuiteResult(suite.name, parent_id)
@@ -175,7 +194,7 @@ def run_suite(
         for i, run in enumerate(runs, 1):
             label = f"[{i}/{len(runs)}] {run.variant} seed {run.seed}"
             outcome = _run_one(tracker, exp_id, parent_id, suite, run, counts[run.config_hash], force, quiet,
-                               echo, label, base_dir, scans[_data_key(run)])
+                               echo, label, base_dir, scans[_data_key(run)], fingerprints[_data_key(run)])
             result.outcomes.append(outcome)
             if outcome.status == "failed" and fail_fast:
                 echo("stopping: --fail-fast")
@@ -204,7 +223,9 @@ def _open_suite_run(tracker, exp_id: str, suite: Suite, force: bool) -> str:
 
 
 def _run_one(tracker, exp_id: str, parent_id: str, suite: Suite, run: RunSpec, count: ParamCount, force: bool,
-             quiet: bool, echo: Printer, label: str, base_dir: Path, scan) -> RunOutcome:
+             quiet: bool, echo: Printer, label: str, base_dir: Path, scan, fingerprint) -> RunOutcome:
+    from bioclf.tracking import log_dataset_input, run_fingerprint
+
     work_root = tracker.work_root()
     with claim(work_root / "claims", run.config_hash) as mine:
         if not mine:
@@ -214,6 +235,10 @@ def _run_one(tracker, exp_id: str, parent_id: str, suite: Suite, run: RunSpec, c
         if not force:
             done = [r for r in previous if r.info.status == "FINISHED"]
             if done:
+                theirs = run_fingerprint(done[0])
+                if theirs and theirs != fingerprint.digest:
+                    echo(f"{label}: warning: finished run {done[0].info.run_id} was trained on other data "
+                         f"(fingerprint {theirs}, now {fingerprint.digest}); --force trains it again")
                 acc = done[0].data.metrics.get("best_val_acc")
                 echo(f"{label}: skipped, finished run {done[0].info.run_id} has the same config ({run.config_hash})")
                 return RunOutcome(run.variant, run.seed, run.config_hash, "skipped", done[0].info.run_id, acc)
@@ -231,6 +256,8 @@ def _run_one(tracker, exp_id: str, parent_id: str, suite: Suite, run: RunSpec, c
         for stale in interrupted:  # we hold the claim, so nobody is training these any more
             if stale.info.run_id != logger.run_id and stale.info.status == "RUNNING":
                 tracker.finish(stale.info.run_id, "KILLED")
+        log_dataset_input(tracker.client, logger.run_id, fingerprint.name, fingerprint.digest, fingerprint.source,
+                          source_type=fingerprint.source_type, profile=fingerprint.profile)
         report, skipped = scan
         if skipped:
             tracker.log_text(logger.run_id, report.bad_list_text(), "data/skipped_images.tsv")

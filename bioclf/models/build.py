@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from bioclf.errors import BioclfError
+from bioclf.netutil import socket_timeout
 from bioclf.models.backbones import build_backbone, weights_enum
 from bioclf.models.heads import build_head
 from bioclf.spec.schema import ModelConfig
@@ -71,18 +70,6 @@ def weights_cache_path(weights) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
 
 
-@contextmanager
-def _socket_timeout(seconds: float):
-    # torch.hub downloads with urllib and no timeout: without one, a machine behind a
-    # firewall that drops packets would hang here for minutes.
-    old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(old)
-
-
 def resolve_weights(cfg: ModelConfig, download_timeout_s: float = 20.0):
     """The weights enum of ``cfg.pretrained``, made sure to be in the local cache.
 
@@ -94,7 +81,7 @@ def resolve_weights(cfg: ModelConfig, download_timeout_s: float = 20.0):
     if path.exists():
         return weights
     try:
-        with _socket_timeout(download_timeout_s):
+        with socket_timeout(download_timeout_s):
             torch.hub.load_state_dict_from_url(weights.url, progress=False, check_hash=False)
     except Exception as exc:  # noqa: BLE001 - any network/IO failure means "not available"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

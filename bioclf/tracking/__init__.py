@@ -20,3 +20,29 @@ __all__ = [
     "default_tracking_uri",
     "resolve_tracking_uri",
 ]
+
+from bioclf.tracking.artifacts import (  # noqa: E402 - reading runs back (predict), dataset inputs
+    DATA_FINGERPRINT_TAG,
+    best_run,
+    download_artifact,
+    find_run,
+    has_artifact,
+    log_dataset_input,
+    log_file,
+    other_fingerprints,
+    run_fingerprint,
+    run_summary,
+)
+
+__all__ += [
+    "DATA_FINGERPRINT_TAG",
+    "best_run",
+    "download_artifact",
+    "find_run",
+    "has_artifact",
+    "log_dataset_input",
+    "log_file",
+    "other_fingerprints",
+    "run_fingerprint",
+    "run_summary",
+]

@@ -71,9 +71,13 @@ def per_class_accuracy(counts: np.ndarray, names: list[str]) -> pd.DataFrame:
 
 
 def weakest_classes(per_class: pd.DataFrame, k: int) -> pd.DataFrame:
-    """The k classes with the lowest accuracy (ties: the larger class first, then by label)."""
+    """The k classes with the lowest accuracy; never more than half of the classes, and never a
+    class at 100 % (at 8 classes, "the 10 weakest" would be all of them). Ties: the class with
+    more images first, then by label."""
     present = per_class[per_class["images"] > 0]
-    ranked = present.sort_values(["accuracy", "images", "label"], ascending=[True, False, True], kind="stable")
+    k = min(k, max(1, len(present) // 2))
+    ranked = present[present["accuracy"] < 1].sort_values(["accuracy", "images", "label"],
+                                                          ascending=[True, False, True], kind="stable")
     return ranked.head(k).reset_index(drop=True)
 
 

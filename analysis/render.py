@@ -65,6 +65,7 @@ FORMATS = {
     "lr": lambda v: f"{v:.2e}",
     "epochs": _epochs,
     "seconds": lambda v: f"{v:.1f}",
+    "p": lambda v: "<0.001" if v < 0.001 else f"{v:.3f}",
 }
 
 

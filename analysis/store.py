@@ -22,8 +22,11 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import tempfile  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
+from urllib.error import HTTPError, URLError  # noqa: E402
 from urllib.parse import unquote  # noqa: E402
+from urllib.request import urlopen  # noqa: E402
 
 import pandas as pd  # noqa: E402
 from mlflow.entities import Run, ViewType  # noqa: E402
@@ -52,6 +55,8 @@ class StoreReader:
             db = Path(unquote(self.uri[len("sqlite:///"):]))
             if not db.exists():
                 raise ReportError(f"no tracking store at {db} (run bioclf-exp run SPEC first, or pass --tracking-uri)")
+        if self.uri.startswith(("http://", "https://")):
+            _check_server(self.uri)
         self.client = MlflowClient(tracking_uri=self.uri)
 
     # ------------------------------------------------------------ suites
@@ -87,7 +92,9 @@ class StoreReader:
 
     # ------------------------------------------------------------ one suite
 
-    def load(self, experiment: str, suite: Run) -> SuiteData:
+    def load(self, experiment: str, suite: Run, all_predictions: bool = False) -> SuiteData:
+        """The suite's rows, histories and, for the runs the per-class figures are drawn of (or
+        for every run with ``all_predictions``: what per-image statistics need), predictions."""
         notes: list[str] = []
         suite_id = suite.info.run_id
         tags = suite.data.tags
@@ -107,7 +114,7 @@ class StoreReader:
 
         with ThreadPoolExecutor(WORKERS) as pool:
             histories = self._histories(by_id, pool, notes)
-            predictions, classes = self._predictions(runs, baseline, by_id, pool, notes)
+            predictions, classes = self._predictions(runs, baseline, by_id, pool, notes, all_predictions)
         return SuiteData(
             experiment=experiment, suite_run_id=suite_id, tracking_uri=self.uri, baseline=baseline,
             variants=list(manifest.get("variants") or dict.fromkeys(runs["variant"])), runs=runs,
@@ -125,15 +132,21 @@ class StoreReader:
         metrics = pool.map(lambda rk: (rk[0], self.client.get_metric_history(*rk)), keys)
         for rid, frame in _pivot_histories(metrics, missing).items():
             frames[rid] = frame
-        if missing:
-            names = ", ".join(by_id[rid].info.run_name or rid for rid in missing)
-            notes.append(f"history.csv missing for {len(missing)} run(s) ({names}): "
+        # Unfinished runs have no history.csv yet (it is written at the end): only say so for
+        # finished runs, i.e. an older bioclf or a deleted artifact.
+        finished_missing = [rid for rid in missing if by_id[rid].info.status == "FINISHED"]
+        if finished_missing:
+            names = ", ".join(by_id[rid].info.run_name or rid for rid in finished_missing)
+            notes.append(f"history.csv missing for {len(finished_missing)} finished run(s) ({names}): "
                          "curves read from the logged per-epoch metrics instead")
         return _concat_histories(frames)
 
     def _predictions(self, runs: pd.DataFrame, baseline: str, by_id: dict[str, Run], pool: ThreadPoolExecutor,
-                     notes: list[str]) -> tuple[dict[str, pd.DataFrame], pd.DataFrame | None]:
-        picked = [row for _, row in figure_runs(runs, baseline)]
+                     notes: list[str], every_run: bool = False) -> tuple[dict[str, pd.DataFrame], pd.DataFrame | None]:
+        if every_run:
+            picked = [row for _, row in runs[runs["status"] == "FINISHED"].iterrows()]
+        else:
+            picked = [row for _, row in figure_runs(runs, baseline)]
         wanted = [by_id[row["run_id"]] for row in picked]
         frames = list(pool.map(lambda r: self._read_csv(r, "predictions/val.csv"), wanted))
         predictions = {}
@@ -156,12 +169,18 @@ class StoreReader:
     # ------------------------------------------------------------ writing back
 
     def log_report(self, suite_run_id: str, folder: Path, subfolders: list[str], files: list[str]) -> None:
-        """The report's folders and top-level files as artifacts of the suite run, under ``report/``."""
-        for sub in subfolders:
-            if (folder / sub).is_dir():
-                self.client.log_artifacts(suite_run_id, str(folder / sub), f"report/{sub}")
-        for name in files:
-            self.client.log_artifact(suite_run_id, str(folder / name), "report")
+        """The report's folders and top-level files as artifacts of the suite run, under ``report/``.
+
+        What ``MlflowClient.log_artifacts`` does, through a repository of our own: the client
+        caches its repositories and their upload threads, which would keep the next suite's
+        figures from being drawn in forked processes (see analysis.jobs)."""
+        uri = self.client.get_run(suite_run_id).info.artifact_uri
+        with _repository(uri, self.uri) as repo:
+            for sub in subfolders:
+                if (folder / sub).is_dir():
+                    repo.log_artifacts(str(folder / sub), f"report/{sub}")
+            for name in files:
+                repo.log_artifact(str(folder / name), "report")
 
     # ------------------------------------------------------------ helpers
 
@@ -186,11 +205,11 @@ class StoreReader:
                 return found
 
     def _download(self, run: Run, path: str, folder: str) -> Path | None:
-        repo = get_artifact_repository(run.info.artifact_uri, tracking_uri=self.uri)
-        try:
-            return Path(repo.download_artifacts(path, folder))
-        except _UNREADABLE:
-            return None
+        with _repository(run.info.artifact_uri, self.uri) as repo:
+            try:
+                return Path(repo.download_artifacts(path, folder))
+            except _UNREADABLE:
+                return None
 
     def _read_csv(self, run: Run, path: str) -> pd.DataFrame | None:
         with tempfile.TemporaryDirectory(prefix="bioclf-report-") as tmp:
@@ -210,6 +229,30 @@ class StoreReader:
 
 
 # ---------------------------------------------------------------- pure helpers
+
+
+@contextmanager
+def _repository(artifact_uri: str, tracking_uri: str):
+    """An artifact repository whose thread pool is shut down after use: idle threads left behind
+    would keep the figures from being drawn in forked processes (see analysis.jobs)."""
+    repo = get_artifact_repository(artifact_uri, tracking_uri=tracking_uri)
+    try:
+        yield repo
+    finally:
+        pool = getattr(repo, "thread_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
+def _check_server(uri: str, timeout: float = 10.0) -> None:
+    """Fail in seconds on an unreachable server (MLflow's own retries would take minutes)."""
+    try:
+        with urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+            pass
+    except HTTPError:
+        pass  # it answered: a proxy or an auth layer may refuse /health, the API may still work
+    except (URLError, OSError) as exc:
+        raise ReportError(f"tracking server {uri} is not reachable ({getattr(exc, 'reason', exc)})") from None
 
 
 def _pick_run(candidates: list[Run], suite_id: str) -> Run | None:

@@ -16,6 +16,9 @@ EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_top5_acc
 FINAL_METRICS = ("best_val_acc", "best_val_top5_acc", "best_val_loss", "val_f1_macro", "val_precision_macro",
                  "val_recall_macro", "best_epoch", "epochs_run", "train_time_s")
 
+# Metrics recomputed from predictions/val.csv must match the logged ones to within float noise.
+METRIC_TOLERANCE = 1e-9
+
 FINISHED = "FINISHED"
 NOT_RUN = "NOT RUN"  # a row of the suite with no run in the store
 

@@ -1,0 +1,302 @@
+"""The report's tables, built from plain DataFrames (``SuiteData.runs``, histories, per-class
+frames). Each builder returns a ``render.Table``: raw values for CSV, formatted columns for
+Markdown / LaTeX. Accuracies are fractions in the data and percentages (one decimal) on show.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from analysis import stats
+
+from analysis.history import best_epoch_of, is_continuous_decay, key_epochs
+from analysis.render import DASH, Column, Table
+from analysis.suite import FINISHED, NOT_RUN
+
+METRIC_HEADERS = {
+    "best_val_acc": "Top-1 (%)", "best_val_top5_acc": "Top-5 (%)", "val_f1_macro": "Macro F1 (%)",
+    "val_precision_macro": "Macro precision (%)", "val_recall_macro": "Macro recall (%)",
+}
+
+
+def _ordered_variants(runs: pd.DataFrame, variants: list[str]) -> list[str]:
+    return list(dict.fromkeys([*variants, *runs["variant"]]))
+
+
+def _scored(group: pd.DataFrame) -> pd.DataFrame:
+    """The finished runs of a group that have a final accuracy: what means are taken over."""
+    return group[(group["status"] == FINISHED) & group["best_val_acc"].notna()]
+
+
+def status_text(group: pd.DataFrame) -> str:
+    """``finished``, ``failed``, ``not run`` ...; for several seeds ``2/3 finished; 1 failed``."""
+    counts = group["status"].value_counts()
+    if len(group) == 1 or len(counts) == 1:
+        return str(group["status"].iloc[0]).lower()
+    others = "; ".join(f"{n} {s.lower()}" for s, n in counts.items() if s != FINISHED)
+    return f"{counts.get(FINISHED, 0)}/{len(group)} finished; {others}"
+
+
+def _item_name(item) -> str:
+    """A transform list item is a name or a mapping with a ``name``."""
+    if isinstance(item, dict):
+        return str(item.get("name", item))
+    return str(item)
+
+
+def describe_change(key: str, base, mine) -> str:
+    """One diff entry of suite.json in a few words; lists (transforms) as added / removed items."""
+    short = ".".join(key.split(".")[-2:])
+    if isinstance(base, list) and isinstance(mine, list):
+        b, m = [_item_name(i) for i in base], [_item_name(i) for i in mine]
+        parts = [f"+{n}" for n in m if n not in b] + [f"−{n}" for n in b if n not in m]
+        if not parts:  # same items: some settings (or the order) differ
+            changed = [n for n, item in zip(m, mine) if item not in base]
+            parts = [f"changed {', '.join(changed)}" if changed else "reordered"]
+        return f"{short}: {' '.join(parts)}"
+    show = lambda v: json.dumps(v) if not isinstance(v, str) else v  # noqa: E731
+    return f"{short}: {show(base)} → {show(mine)}"
+
+
+def change_text(diffs: dict[str, dict[str, list]], variant: str, baseline: str) -> str:
+    if variant == baseline:
+        return "(baseline)"
+    diff = diffs.get(variant)
+    if diff is None:
+        return ""
+    return "; ".join(describe_change(k, *pair) for k, pair in diff.items()) or "(same config as baseline)"
+
+
+# ---------------------------------------------------------------- ablation (Tables 4-6)
+
+
+def ablation_frame(runs: pd.DataFrame, baseline: str, variants: list[str],
+                   diffs: dict[str, dict[str, list]] | None = None) -> pd.DataFrame:
+    """One row per variant in spec order: status, n, mean (and std) val accuracy over finished
+    runs, Δ vs the baseline in percentage points, exact parameter count, training time relative
+    to the baseline, epochs run. Rows without a finished run keep their row, with NaN numbers."""
+    rows = []
+    for variant in _ordered_variants(runs, variants):
+        group = runs[runs["variant"] == variant]
+        done = _scored(group)
+        params = group["num_params"].dropna()
+        rows.append({
+            "variant": variant, "is_baseline": variant == baseline,
+            "change": change_text(diffs or {}, variant, baseline), "status": status_text(group),
+            "n_runs": len(group), "n_finished": len(done),
+            "val_acc_mean": done["best_val_acc"].mean() if len(done) else np.nan,
+            "val_acc_std": done["best_val_acc"].std(ddof=1) if len(done) > 1 else np.nan,
+            "num_params": int(params.iloc[0]) if len(params) else pd.NA,
+            "train_time_s_mean": done["train_time_s"].mean() if len(done) else np.nan,
+            "epochs_run_mean": done["epochs_run"].mean() if len(done) else np.nan,
+        })
+    frame = pd.DataFrame(rows)
+    frame["num_params"] = frame["num_params"].astype("Int64")
+    base = frame[frame["is_baseline"]]
+    base_acc = base["val_acc_mean"].iloc[0] if len(base) else np.nan
+    base_time = base["train_time_s_mean"].iloc[0] if len(base) else np.nan
+    frame["delta_pp"] = (frame["val_acc_mean"] - base_acc) * 100
+    frame["time_rel"] = frame["train_time_s_mean"] / base_time
+    return frame
+
+
+def ablation_significance(runs: pd.DataFrame, predictions: dict[str, pd.DataFrame], baseline: str,
+                          variants: list[str]) -> pd.DataFrame | None:
+    """``stats.compare_to_baseline`` on the finished runs' per-image predictions (same validation
+    images, paired): intervals, p-values (Holm), verdicts, power hints. None when the baseline
+    has no finished run with predictions, or the runs did not see the same images."""
+    series: dict[str, dict[int, pd.Series]] = {}
+    for _, r in _scored(runs).iterrows():
+        frame = predictions.get(r["run_id"])
+        if frame is not None:
+            series.setdefault(r["variant"], {})[int(r["seed"])] = stats.correctness_from_predictions(frame)
+    if baseline not in series:
+        return None
+    ordered = {v: series[v] for v in [baseline, *[v for v in variants if v != baseline]] if v in series}
+    try:
+        correct = stats.align_correctness(ordered)
+    except ValueError:
+        return None
+    return stats.compare_to_baseline(correct, baseline)
+
+
+def _with_significance(frame: pd.DataFrame, sig: pd.DataFrame) -> pd.DataFrame:
+    sig = sig.set_index("variant")
+    out = frame.copy()
+    for key in ("acc_ci_low", "acc_ci_high", "delta", "delta_ci_low", "delta_ci_high", "p_value", "p_holm",
+                "test", "verdict", "images_needed", "seeds_needed"):
+        out[key] = out["variant"].map(sig[key]) if key in sig else np.nan
+    out["acc_ci"] = [_interval(lo, hi, 100, "{:.1f}") for lo, hi in zip(out["acc_ci_low"], out["acc_ci_high"])]
+    out["delta_ci"] = [_interval(lo, hi, 100, "{:+.1f}") for lo, hi in zip(out["delta_ci_low"], out["delta_ci_high"])]
+    out["to_resolve"] = [_power_hint(v, i, k) for v, i, k in zip(out["verdict"], out["images_needed"],
+                                                                   out["seeds_needed"])]
+    out.loc[out["is_baseline"], "verdict"] = "baseline"
+    out["verdict"] = out["verdict"].fillna("no finished run")
+    return out
+
+
+def _interval(low, high, scale: float, fmt: str) -> str:
+    if pd.isna(low) or pd.isna(high):
+        return DASH
+    return f"[{fmt.format(low * scale)}, {fmt.format(high * scale)}]"
+
+
+def _power_hint(verdict, images, seeds) -> str:
+    if verdict != "within noise":
+        return ""
+    parts = []
+    if pd.notna(images):
+        parts.append("never (Δ = 0)" if np.isinf(images) else f"≈{int(images):,} val images")
+    if pd.notna(seeds) and not np.isinf(seeds):
+        parts.append(f"≈{int(seeds)} seeds")
+    return " or ".join(parts)
+
+
+def ablation_table(runs: pd.DataFrame, baseline: str, variants: list[str],
+                   diffs: dict[str, dict[str, list]] | None = None, title: str = "Ablation",
+                   significance: pd.DataFrame | None = None) -> Table:
+    frame = ablation_frame(runs, baseline, variants, diffs)
+    if significance is not None:
+        frame = _with_significance(frame, significance)
+    multi = bool((frame["n_runs"] > 1).any())
+    columns = [Column("variant", "Variant"), Column("change", "Change vs baseline"), Column("status", "Status")]
+    if multi:
+        columns.append(Column("n_finished", "n", "int"))
+    columns += [
+        Column("val_acc_mean", "Val acc (%)", "pct", std_key="val_acc_std" if multi else None),
+        *([Column("acc_ci", "95% CI")] if significance is not None else []),
+        Column("delta_pp", "Δ vs baseline (pp)", "pp", blank_when="is_baseline"),
+        *([Column("delta_ci", "Δ 95% CI (pp)"), Column("p_holm", "p (Holm)", "p"), Column("verdict", "Verdict"),
+           Column("to_resolve", "Detectable with")] if significance is not None else []),
+        Column("num_params", "Params (M)", "millions"),
+        Column("time_rel", "Train time (× baseline)", "ratio"),
+        Column("epochs_run_mean", "Epochs", "epochs"),
+    ]
+    notes = [f"Baseline: {baseline}. Val acc: best checkpoint's top-1 on the validation split"
+             + (", mean ± std over the finished seeds (n)." if multi else ".")
+             + " Δ in percentage points; parameter counts exact in the CSV."]
+    if not frame["is_baseline"].any() or frame.loc[frame["is_baseline"], "n_finished"].eq(0).all():
+        notes.append(f"The baseline ({baseline}) has no finished run: Δ and relative time cannot be computed.")
+    if significance is not None:
+        notes.append(stats.table_note(significance))
+        notes.append("Verdict at α = 0.05 after Holm–Bonferroni correction over the table's rows; "
+                     "\"Detectable with\": validation images (or seeds) at which a Δ of this size would reach "
+                     "80% power. Formulas: docs/statistics.md.")
+    else:
+        notes.append("No per-image predictions for the baseline: intervals and tests left out.")
+    notes += run_problems(runs)
+    return Table("ablation", title, frame, columns, notes)
+
+
+def run_problems(runs: pd.DataFrame) -> list[str]:
+    """One line per row that did not finish: never drop a failed or missing run silently."""
+    lines = []
+    for _, r in runs[runs["status"] != FINISHED].iterrows():
+        who = f"{r['variant']} seed {r['seed']}" if pd.notna(r["seed"]) else r["variant"]
+        if r["status"] == NOT_RUN:
+            lines.append(f"{who}: not run (no run with config hash {r['config_hash']} in the experiment).")
+        else:
+            why = f": {r['error']}" if isinstance(r.get("error"), str) and r["error"] else ""
+            lines.append(f"{who}: {str(r['status']).lower()} (run {r['run_id']}){why}.")
+    return lines
+
+
+# ---------------------------------------------------------------- overall metrics (Table 3)
+
+
+def metrics_table(runs: pd.DataFrame) -> Table:
+    """Per run: top-1, top-5, macro F1 / precision / recall of the best checkpoint."""
+    keep = ["variant", "seed", "status", "run_id", *METRIC_HEADERS, "best_epoch", "epochs_run"]
+    frame = runs[keep].reset_index(drop=True)
+    frame = frame.assign(status=frame["status"].str.lower())
+    columns = [Column("variant", "Variant"), Column("seed", "Seed", "int"), Column("status", "Status")]
+    columns += [Column(k, h, "pct") for k, h in METRIC_HEADERS.items()]
+    columns.append(Column("best_epoch", "Best epoch", "epochs"))
+    notes = ["Metrics of each run's best checkpoint on the validation split (macro: over the classes present)."]
+    return Table("table3_overall_metrics", "Table 3. Overall metrics per run", frame, columns, notes)
+
+
+def metrics_summary_table(runs: pd.DataFrame, variants: list[str]) -> Table:
+    """Per variant: mean ± std of each metric over its finished seeds, with n."""
+    rows = []
+    for variant in _ordered_variants(runs, variants):
+        done = _scored(runs[runs["variant"] == variant])
+        row = {"variant": variant, "n": len(done)}
+        for key in METRIC_HEADERS:
+            row[f"{key}_mean"] = done[key].mean() if len(done) else np.nan
+            row[f"{key}_std"] = done[key].std(ddof=1) if len(done) > 1 else np.nan
+        rows.append(row)
+    columns = [Column("variant", "Variant"), Column("n", "n", "int")]
+    columns += [Column(f"{k}_mean", h, "pct", std_key=f"{k}_std") for k, h in METRIC_HEADERS.items()]
+    return Table("table3_overall_metrics_mean", "Table 3b. Overall metrics per variant (mean ± std over seeds)",
+                 pd.DataFrame(rows), columns, ["Finished runs only; std with n − 1 degrees of freedom."])
+
+
+# ---------------------------------------------------------------- training progress (Table 2)
+
+
+def progress_frame(runs: pd.DataFrame, histories: pd.DataFrame) -> pd.DataFrame:
+    """Key epochs of every run with a history, in suite order (see ``history.key_epochs``)."""
+    parts = []
+    for _, r in runs[runs["run_id"].notna()].iterrows():
+        h = histories[histories["run_id"] == r["run_id"]]
+        if h.empty:
+            continue
+        best = best_epoch_of(h, r["best_epoch"])
+        rows = key_epochs(h, best, r["max_epochs"] if pd.notna(r["max_epochs"]) else None, r["status"])
+        parts.append(rows.assign(variant=r["variant"], seed=r["seed"]))
+    cols = ["variant", "seed", "run_id", "epoch", "event", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
+    if not parts:
+        return pd.DataFrame(columns=cols)
+    frame = pd.concat(parts, ignore_index=True)
+    return frame.reindex(columns=cols)
+
+
+def progress_table(runs: pd.DataFrame, histories: pd.DataFrame) -> Table:
+    frame = progress_frame(runs, histories)
+    columns = [Column("variant", "Variant"), Column("seed", "Seed", "int"), Column("epoch", "Epoch", "int"),
+               Column("event", "Event"), Column("train_loss", "Train loss", "loss"),
+               Column("train_acc", "Train acc (%)", "pct"), Column("val_loss", "Val loss", "loss"),
+               Column("val_acc", "Val acc (%)", "pct"), Column("lr", "LR", "lr")]
+    notes = ["LR: the learning rate the epoch trained with; a drop is listed at the first epoch at the lower rate."]
+    continuous = [f"{r['variant']} seed {r['seed']}" for _, r in runs[runs["run_id"].notna()].iterrows()
+                  if is_continuous_decay(histories[histories["run_id"] == r["run_id"]])]
+    if continuous:
+        notes.append(f"LR decays every epoch (no discrete drops listed) for: {', '.join(continuous)}.")
+    without = runs[runs["run_id"].notna() & ~runs["run_id"].isin(set(histories["run_id"]))]
+    if len(without):
+        notes.append("No per-epoch history for: " + ", ".join(f"{v} seed {s}" for v, s in
+                                                              zip(without["variant"], without["seed"])) + ".")
+    return Table("table2_training_progress", "Table 2. Training progress: key epochs of each run", frame, columns,
+                 notes)
+
+
+# ---------------------------------------------------------------- per-class (Figures 2-3)
+
+
+def weakest_classes_table(weakest: pd.DataFrame, name: str, who: str) -> Table:
+    frame = weakest.reset_index(drop=True).assign(rank=lambda f: np.arange(1, len(f) + 1))
+    columns = [Column("rank", "#", "int"), Column("label", "Label", "int"), Column("name", "Class"),
+               Column("accuracy", "Accuracy (%)", "pct"), Column("correct", "Correct", "int"),
+               Column("images", "Images", "int"), Column("confused_with", "Most often predicted as"),
+               Column("confused_count", "Times", "int")]
+    return Table(name, f"Weakest {len(frame)} classes, {who}", frame, columns)
+
+
+def confused_pairs_table(pairs: pd.DataFrame, name: str, who: str) -> Table:
+    columns = [Column("true", "True class"), Column("predicted", "Predicted as"),
+               Column("rate", "Rate (% of true class)", "pct"), Column("count", "Count", "int"),
+               Column("true_images", "Images of true class", "int")]
+    return Table(name, f"Most confused pairs (true → predicted), {who}", pairs, columns)
+
+
+def asymmetric_pairs_table(pairs: pd.DataFrame, name: str, who: str) -> Table:
+    columns = [Column("a", "Class A"), Column("b", "Class B"),
+               Column("rate_ab", "A → B (%)", "pct"), Column("count_ab", "A → B count", "int"),
+               Column("rate_ba", "B → A (%)", "pct"), Column("count_ba", "B → A count", "int"),
+               Column("gap", "Gap (pp)", "pct")]
+    notes = ["Pairs confused mostly one way: A's images taken for B more often than B's for A; largest gap first."]
+    return Table(name, f"Asymmetric confusions, {who}", pairs, columns, notes)

@@ -1,0 +1,122 @@
+"""A whole report built from a hand-made SuiteData (no MLflow): the files, index.md, the
+numbers in the CSVs, the notes, and the rules of the report folder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_report_tables import history, runs_frame
+
+from analysis.build import BuildOptions, build_report
+from analysis.errors import ReportError
+from analysis.output import MARKER
+from analysis.suite import SuiteData
+
+FAST = BuildOptions(figure_formats=("png",), workers=1)
+
+
+def _predictions(n_classes: int, wrong_every: int) -> pd.DataFrame:
+    labels = np.repeat(np.arange(n_classes), 4)
+    pred = np.where(np.arange(len(labels)) % wrong_every == 0, (labels + 1) % n_classes, labels)
+    return pd.DataFrame({"path": [f"v/{i}.png" for i in range(len(labels))], "label": labels, "pred": pred,
+                         "top5": [f"{p} {(p + 1) % n_classes}" for p in pred], "p_label": 0.5, "p_pred": 0.6})
+
+
+def suite_data(variants=("base", "wide"), with_predictions=True) -> SuiteData:
+    rows, hists, preds = [], [], {}
+    for i, v in enumerate(variants):
+        p = _predictions(6, wrong_every=3 + i)
+        acc = float((p["label"] == p["pred"]).mean())
+        rows.append({"variant": v, "seed": 0, "run_id": f"id{v}", "best_val_acc": acc, "best_val_top5_acc": 1.0,
+                     "val_f1_macro": 0.5, "val_precision_macro": 0.5, "val_recall_macro": 0.5, "best_epoch": 5.0,
+                     "epochs_run": 6.0, "train_time_s": 60.0 * (i + 1), "num_params": 1_234_567 + i,
+                     "is_baseline": v == "base", "max_epochs": 6})
+        hists.append(history([1e-3] * 3 + [2e-4] * 3, run_id=f"id{v}"))
+        if with_predictions:
+            preds[f"id{v}"] = p
+    classes = pd.DataFrame({"label": range(6), "folder": [str(i) for i in range(6)],
+                            "name": ["ant", "bee", "wasp", "fly", "moth", "gnat"]})
+    return SuiteData(experiment="handmade", suite_run_id="suite123", tracking_uri="sqlite:///x.db", baseline="base",
+                     variants=list(variants), runs=runs_frame(rows), histories=pd.concat(hists, ignore_index=True),
+                     predictions=preds, classes=classes, description="A hand-made suite.", suite_status="FINISHED")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("report") / "handmade"
+    data = suite_data()
+    return data, build_report(data, folder, FAST)
+
+
+def test_every_part_is_written(built):
+    _, report = built
+    names = {p.relative_to(report.folder).as_posix() for p in report.files}
+    assert {"index.md", "figures/fig1_curves_base.png", "figures/fig1_curves_wide.png",
+            "figures/fig1_val_acc_all_variants.png",
+            "figures/fig2_per_class_baseline_base-seed0.png", "figures/fig2_per_class_best_wide-seed0.png",
+            "figures/fig3_confusion_baseline_base-seed0.png", "figures/fig3_confusion_best_wide-seed0.png"} <= names
+    for stem in ("ablation", "table2_training_progress", "table3_overall_metrics",
+                 "table_weakest_classes_best_wide-seed0", "table_confused_pairs_baseline_base-seed0",
+                 "table_asymmetric_pairs_best_wide-seed0"):
+        assert {f"tables/{stem}.{ext}" for ext in ("md", "csv", "tex")} <= names
+    assert all(p.exists() and p.stat().st_size > 0 for p in report.files)
+    assert json.loads((report.folder / MARKER).read_text())["files"] == sorted(names)
+
+
+def test_index_shows_every_table_and_figure_in_order(built):
+    data, report = built
+    text = report.index.read_text()
+    assert text.startswith("# Report: handmade\n")
+    assert "- Suite run: `suite123` (finished)" in text and "- Tracking URI: `sqlite:///x.db`" in text
+    assert "- Generated: " in text and "> A hand-made suite." in text
+    order = [text.index(h) for h in ("## Figure 1.", "## Table 2.", "## Figure 2.", "## Figure 3.", "## Table 3.",
+                                     "## Tables 4–6.")]
+    assert order == sorted(order)
+    for path in report.files:
+        rel = path.relative_to(report.folder).as_posix()
+        if rel.endswith(".png") or rel.endswith(".csv"):
+            assert f"]({rel})" in text, rel
+    assert (report.folder / "tables" / "ablation.md").read_text().split("\n", 2)[2] in text
+
+
+def test_table_csvs_hold_the_exact_values(built):
+    data, report = built
+    ablation = pd.read_csv(report.folder / "tables" / "ablation.csv").set_index("variant")
+    runs = data.runs.set_index("variant")
+    assert ablation.loc["wide", "val_acc_mean"] == runs.loc["wide", "best_val_acc"]
+    assert ablation.loc["wide", "num_params"] == 1_234_568
+    assert ablation.loc["wide", "delta_pp"] == pytest.approx(100 * (runs.loc["wide", "best_val_acc"]
+                                                                     - runs.loc["base", "best_val_acc"]))
+    assert ablation.loc["wide", "time_rel"] == 2.0
+    weakest = pd.read_csv(report.folder / "tables" / "table_weakest_classes_baseline_base-seed0.csv")
+    assert weakest.loc[0, "name"] in {"ant", "bee", "wasp", "fly", "moth", "gnat"}
+    assert (weakest["accuracy"] < 1).all()
+
+
+def test_logged_metrics_that_disagree_with_predictions_are_reported(built):
+    _, report = built
+    # the hand-made macro metrics (0.5) are not those of the hand-made predictions
+    assert any("disagrees with the logged" in n and "val_precision_macro" in n for n in report.notes)
+
+
+def test_rebuild_replaces_its_own_files_and_keeps_the_users(tmp_path):
+    folder = tmp_path / "r"
+    build_report(suite_data(with_predictions=False), folder, FAST)
+    (folder / "my_notes.txt").write_text("mine")
+    second = build_report(suite_data(variants=("base",), with_predictions=False), folder, FAST)
+    assert "figures/fig1_curves_wide.png" in second.stale_removed
+    assert not (folder / "figures" / "fig1_curves_wide.png").exists()
+    assert (folder / "figures" / "fig1_curves_base.png").exists()
+    assert (folder / "my_notes.txt").read_text() == "mine"
+    assert any("No predictions artifact" in n for n in second.notes)
+    assert "## Figure 2." not in second.index.read_text()
+
+
+def test_refuses_a_folder_that_is_not_a_report(tmp_path):
+    (tmp_path / "thesis.tex").write_text("precious")
+    with pytest.raises(ReportError, match="not empty and holds no earlier report"):
+        build_report(suite_data(with_predictions=False), tmp_path, FAST)
+    assert [p.name for p in tmp_path.iterdir()] == ["thesis.tex"]

@@ -1,0 +1,221 @@
+"""Round trip: train a tiny suite once, run ``bioclf-report`` on the store, and check that every
+expected file exists and that the numbers in the tables are those in the store; then the same
+report through an ``mlflow server`` on 127.0.0.1 (HTTP) must give the same tables."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import TINY, write_spec
+from mlflow.tracking import MlflowClient
+from test_report_fakestore import fresh_store, write_fake_suite
+
+from analysis import classwise
+from analysis.cli import main
+
+VARIANTS = {"full": {}, "linear": {"model.head": {"hidden_dim": None, "dropout_in": 0.0, "dropout_hidden": 0.0,
+                                                  "batchnorm": False}}}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(root: Path, backend_uri: str) -> SimpleNamespace:
+    """``mlflow server`` over the test's SQLite store, artifacts proxied into ``root/served``."""
+    port = _free_port()
+    exe = Path(sys.executable).with_name("mlflow")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "mlflow"]
+    cmd += ["server", "--backend-store-uri", backend_uri, "--artifacts-destination", str(root / "served"),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    log = open(root / "server.log", "wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return SimpleNamespace(proc=proc, uri=f"http://127.0.0.1:{port}", log=root / "server.log", log_fh=log)
+
+
+def _wait_healthy(server, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            pytest.fail(f"mlflow server exited: {server.log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{server.uri}/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail(f"mlflow server not healthy after {timeout} s: {server.log.read_text()[-2000:]}")
+
+
+def _stop_server(server) -> None:
+    try:
+        os.killpg(server.proc.pid, signal.SIGTERM)  # the server and the uvicorn worker it started
+        server.proc.wait(timeout=3)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(server.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    server.log_fh.close()
+
+
+@pytest.fixture(scope="module")
+def suite(request, tmp_path_factory):
+    """The tiny suite, trained once for the module. The HTTP server (slow to start) starts first
+    when an HTTP test is selected, so that it boots while the suite trains."""
+    from bioclf.runner import run_suite
+    from bioclf.spec import load_suite
+
+    root = tmp_path_factory.mktemp("report-e2e")
+    uri = fresh_store(root / "store")
+    wants_http = any("http" in item.name for item in request.session.items)
+    server = _start_server(root, uri) if wants_http else None
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        spec = write_spec(root, {**TINY, "variants": VARIANTS, "baseline": "full"})
+        # One intra-op thread: next to a booting server, OpenMP threads spinning for the CPU
+        # made this toy training several times slower; the tiny model does not need two.
+        torch.set_num_threads(1)
+        result = run_suite(load_suite(spec), tracking_uri=uri, quiet=True, echo=lambda s: None)
+        torch.set_num_threads(threads)
+        assert [o.status for o in result.outcomes] == ["finished", "finished"]
+        yield SimpleNamespace(root=root, uri=uri, result=result, server=server,
+                              client=MlflowClient(tracking_uri=uri))
+    finally:
+        torch.set_num_threads(threads)
+        if server is not None:
+            _stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def report(suite):
+    out = suite.root / "reports"
+    rc = main(["--tracking-uri", suite.uri, "--out", str(out)])
+    assert rc == 0
+    return out / "tiny"
+
+
+def _runs(suite) -> dict[str, object]:
+    return {o.variant: suite.client.get_run(o.run_id) for o in suite.result.outcomes}
+
+
+def test_every_expected_file_exists(suite, report):
+    runs = _runs(suite)
+    best = max(runs, key=lambda v: runs[v].data.metrics["best_val_acc"])
+    roles = ["best-baseline_full-seed0"] if best == "full" else ["baseline_full-seed0", f"best_{best}-seed0"]
+    figs = ["fig1_curves_full", "fig1_curves_linear", "fig1_val_acc_all_variants"]
+    figs += [f"fig{n}_{kind}_{r}" for r in roles for n, kind in ((2, "per_class"), (3, "confusion"))]
+    tabs = ["ablation", "table2_training_progress", "table3_overall_metrics"]
+    tabs += [f"table_{kind}_{r}" for r in roles for kind in ("weakest_classes", "confused_pairs", "asymmetric_pairs")]
+    expected = {"index.md"} | {f"figures/{f}.{e}" for f in figs for e in ("png", "pdf")} | \
+        {f"tables/{t}.{e}" for t in tabs for e in ("md", "csv", "tex")}
+    written = {p.relative_to(report).as_posix() for p in report.rglob("*") if p.is_file() and p.name != ".bioclf-report"}
+    assert written == expected
+    index = (report / "index.md").read_text()
+    assert f"- Suite run: `{suite.result.suite_run_id}`" in index and suite.uri in index
+
+
+def test_report_is_logged_back_to_the_suite_run(suite, report):
+    client, suite_id = suite.client, suite.result.suite_run_id
+    top = {f.path for f in client.list_artifacts(suite_id, "report")}
+    assert {"report/index.md", "report/figures", "report/tables"} <= top
+    logged = {Path(f.path).name for f in client.list_artifacts(suite_id, "report/tables")}
+    assert logged == {p.name for p in (report / "tables").iterdir()}
+
+
+def test_ablation_and_metrics_tables_equal_the_store(suite, report):
+    runs = _runs(suite)
+    ablation = pd.read_csv(report / "tables" / "ablation.csv").set_index("variant")
+    assert list(ablation.index) == ["full", "linear"]
+    base = runs["full"].data.metrics
+    for variant, run in runs.items():
+        m, p = run.data.metrics, run.data.params
+        row = ablation.loc[variant]
+        assert row["val_acc_mean"] == m["best_val_acc"]
+        assert row["num_params"] == int(p["model.num_params"])
+        assert row["epochs_run_mean"] == m["epochs_run"]
+        assert row["delta_pp"] == pytest.approx(100 * (m["best_val_acc"] - base["best_val_acc"]), abs=1e-12)
+        assert row["time_rel"] == pytest.approx(m["train_time_s"] / base["train_time_s"])
+    metrics = pd.read_csv(report / "tables" / "table3_overall_metrics.csv").set_index("variant")
+    for variant, run in runs.items():
+        for key in ("best_val_acc", "best_val_top5_acc", "val_f1_macro", "val_precision_macro", "val_recall_macro"):
+            assert metrics.loc[variant, key] == run.data.metrics[key], (variant, key)
+    shown = (report / "tables" / "ablation.md").read_text()
+    assert f"| {100 * runs['linear'].data.metrics['best_val_acc']:.1f} |" in shown
+
+
+def test_progress_table_equals_the_metric_histories(suite, report):
+    progress = pd.read_csv(report / "tables" / "table2_training_progress.csv")
+    for variant, run in _runs(suite).items():
+        rows = progress[progress["variant"] == variant]
+        assert rows["epoch"].iloc[0] == 1 and "first" in rows["event"].iloc[0]
+        assert rows["epoch"].iloc[-1] == run.data.metrics["epochs_run"]
+        best = rows[rows["event"].str.contains("best")]
+        assert list(best["epoch"]) == [run.data.metrics["best_epoch"]]
+        for key in ("val_acc", "train_loss", "lr"):
+            logged = {m.step: m.value for m in suite.client.get_metric_history(run.info.run_id, key)}
+            assert dict(zip(rows["epoch"], rows[key])) == {e: logged[e] for e in rows["epoch"]}
+
+
+def test_macro_metrics_recomputed_from_predictions_equal_the_logged(suite, tmp_path):
+    for variant, run in _runs(suite).items():
+        local = suite.client.download_artifacts(run.info.run_id, "predictions/val.csv", str(tmp_path))
+        recomputed = classwise.macro_scores(pd.read_csv(local))
+        for key, value in recomputed.items():
+            assert value == pytest.approx(run.data.metrics[key], abs=1e-12), (variant, key)
+
+
+@pytest.mark.slow
+def test_http_server_gives_the_same_report(suite, report):
+    _wait_healthy(suite.server)
+    out = suite.root / "reports-http"
+    assert main(["--tracking-uri", suite.server.uri, "--out", str(out), "--no-log", "--figure-formats", "png"]) == 0
+    http = out / "tiny"
+    for csv in sorted((report / "tables").glob("*.csv")):
+        assert (http / "tables" / csv.name).read_bytes() == csv.read_bytes(), csv.name
+    # All but the header's URI and date, and the captions' links to the PDFs not asked for here.
+    same = lambda text: [ln for ln in text.splitlines()  # noqa: E731
+                         if not ln.startswith(("- Tracking URI", "- Generated", "*"))]
+    assert same((http / "index.md").read_text()) == same((report / "index.md").read_text())
+    pngs = lambda folder: sorted(p.name for p in (folder / "figures").glob("*.png"))  # noqa: E731
+    assert pngs(http) == pngs(report)
+
+
+@pytest.mark.slow
+def test_http_server_with_proxied_artifacts(suite, tmp_path):
+    """A suite logged through the server (artifacts under mlflow-artifacts:/) reads back whole,
+    and the report's files are logged back through the server."""
+    from analysis.store import StoreReader
+
+    _wait_healthy(suite.server)
+    truth = write_fake_suite(suite.server.uri, name="via-http", variants=2, epochs=5, num_classes=5)
+    reader = StoreReader(suite.server.uri)
+    data = reader.load("via-http", reader.latest_suite("via-http"))
+    assert data.notes == []
+    assert reader.client.get_run(truth["suite_id"]).info.artifact_uri.startswith("mlflow-artifacts:")
+    for (variant, seed), run in truth["runs"].items():
+        got = data.runs.set_index("variant").loc[variant]
+        assert got["best_val_acc"] == run["summary"]["best_val_acc"]
+        np.testing.assert_allclose(data.history_of(run["run_id"])["val_acc"], run["history"]["val_acc"])
+    assert data.classes["name"].tolist() == [f"Species {i:03d}" for i in range(5)]
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "t.csv").write_text("a\n1\n")
+    (tmp_path / "index.md").write_text("# r\n")
+    reader.log_report(truth["suite_id"], tmp_path, ["tables", "figures"], ["index.md"])
+    logged = {f.path for f in reader.client.list_artifacts(truth["suite_id"], "report")}
+    assert logged == {"report/index.md", "report/tables"}

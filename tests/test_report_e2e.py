@@ -118,7 +118,7 @@ def test_every_expected_file_exists(suite, report):
     runs = _runs(suite)
     best = max(runs, key=lambda v: runs[v].data.metrics["best_val_acc"])
     roles = ["best-baseline_full-seed0"] if best == "full" else ["baseline_full-seed0", f"best_{best}-seed0"]
-    figs = ["fig1_curves_full", "fig1_curves_linear", "fig1_val_acc_all_variants"]
+    figs = ["fig1_curves_full", "fig1_curves_linear", "fig1_val_acc_all_variants", "fig_ablation_delta"]
     figs += [f"fig{n}_{kind}_{r}" for r in roles for n, kind in ((2, "per_class"), (3, "confusion"))]
     tabs = ["ablation", "table2_training_progress", "table3_overall_metrics"]
     tabs += [f"table_{kind}_{r}" for r in roles for kind in ("weakest_classes", "confused_pairs", "asymmetric_pairs")]
@@ -142,6 +142,10 @@ def test_ablation_and_metrics_tables_equal_the_store(suite, report):
     runs = _runs(suite)
     ablation = pd.read_csv(report / "tables" / "ablation.csv").set_index("variant")
     assert list(ablation.index) == ["full", "linear"]
+    assert ablation.loc["full", "verdict"] == "baseline"
+    assert ablation.loc["linear", "verdict"] in {"better", "worse", "within noise"}
+    assert 0.0 <= ablation.loc["linear", "p_holm"] <= 1.0
+    assert ablation.loc["linear", "delta_ci_low"] <= ablation.loc["linear", "delta"] <= ablation.loc["linear", "delta_ci_high"]
     base = runs["full"].data.metrics
     for variant, run in runs.items():
         m, p = run.data.metrics, run.data.params

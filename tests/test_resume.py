@@ -62,7 +62,7 @@ def _cli(spec: Path, uri: str, *extra: str) -> subprocess.Popen:
                             cwd=spec.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _wait_for_epoch(uri: str, epoch: int, proc: subprocess.Popen, timeout: float = 120) -> str:
+def _wait_for_epoch(uri: str, epoch: int, proc: subprocess.Popen, timeout: float = 400) -> str:
     client = MlflowClient(uri)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -133,8 +133,8 @@ def test_two_processes_never_train_the_same_variant_twice(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_suite(load_suite(spec), tracking_uri=uri, quiet=True, echo=lambda s: None, dry_run=True)
     first, second = _cli(spec, uri), _cli(spec, uri)
-    out1, _ = first.communicate(timeout=240)
-    out2, _ = second.communicate(timeout=240)
+    out1, _ = first.communicate(timeout=600)
+    out2, _ = second.communicate(timeout=600)
     assert first.returncode == 0 and second.returncode == 0, out1 + out2
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("tiny")

@@ -12,9 +12,11 @@ import pandas as pd
 
 # Per-epoch metrics (step = epoch) and final metrics (of the best checkpoint), per the contract.
 EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_top5_acc", "lr", "epoch_time_s",
-                 "train_images_per_s")
+                 "train_images_per_s", "data_time_s", "compute_time_s")
+# The computational columns (peak memory, model file, latency at batch 16) are final metrics too.
+COST_METRICS = ("peak_rss_mb", "peak_gpu_mem_mb", "checkpoint_mb", "inference_ms_per_image")
 FINAL_METRICS = ("best_val_acc", "best_val_top5_acc", "best_val_loss", "val_f1_macro", "val_precision_macro",
-                 "val_recall_macro", "best_epoch", "epochs_run", "train_time_s")
+                 "val_recall_macro", "best_epoch", "epochs_run", "train_time_s", *COST_METRICS)
 
 # Metrics recomputed from predictions/val.csv must match the logged ones to within float noise.
 METRIC_TOLERANCE = 1e-9
@@ -24,7 +26,8 @@ NOT_RUN = "NOT RUN"  # a row of the suite with no run in the store
 
 # Columns every runs frame has (SuiteData.runs), besides ``params.<key>`` and the final metrics.
 RUN_COLUMNS = ("variant", "seed", "config_hash", "run_id", "run_name", "status", "error", "parent_run_id",
-               "start_time", "end_time", "num_params", "num_trainable_params", "max_epochs", "is_baseline")
+               "start_time", "end_time", "num_params", "num_trainable_params", "max_epochs", "is_baseline",
+               "data_fingerprint")
 
 
 @dataclass

@@ -14,7 +14,7 @@ from analysis import stats
 
 from analysis.history import best_epoch_of, is_continuous_decay, key_epochs
 from analysis.render import DASH, Column, Table
-from analysis.suite import FINISHED, NOT_RUN
+from analysis.suite import COST_METRICS, FINISHED, NOT_RUN
 
 METRIC_HEADERS = {
     "best_val_acc": "Top-1 (%)", "best_val_top5_acc": "Top-5 (%)", "val_f1_macro": "Macro F1 (%)",
@@ -92,6 +92,7 @@ def ablation_frame(runs: pd.DataFrame, baseline: str, variants: list[str],
             "num_params": int(params.iloc[0]) if len(params) else pd.NA,
             "train_time_s_mean": done["train_time_s"].mean() if len(done) else np.nan,
             "epochs_run_mean": done["epochs_run"].mean() if len(done) else np.nan,
+            **{f"{k}_mean": done[k].mean() if len(done) and k in done else np.nan for k in COST_METRICS},
         })
     frame = pd.DataFrame(rows)
     frame["num_params"] = frame["num_params"].astype("Int64")
@@ -174,6 +175,11 @@ def ablation_table(runs: pd.DataFrame, baseline: str, variants: list[str],
         Column("num_params", "Params (M)", "millions"),
         Column("time_rel", "Train time (× baseline)", "ratio"),
         Column("epochs_run_mean", "Epochs", "epochs"),
+        Column("peak_rss_mb_mean", "Peak RSS (MB)", "seconds"),
+        *([Column("peak_gpu_mem_mb_mean", "Peak GPU mem (MB)", "seconds")]
+          if frame["peak_gpu_mem_mb_mean"].notna().any() else []),
+        Column("checkpoint_mb_mean", "Checkpoint (MB)", "seconds"),
+        Column("inference_ms_per_image_mean", "Latency (ms/img, batch 16)", "seconds"),
     ]
     notes = [f"Baseline: {baseline}. Val acc: best checkpoint's top-1 on the validation split"
              + (", mean ± std over the finished seeds (n)." if multi else ".")
@@ -187,8 +193,21 @@ def ablation_table(runs: pd.DataFrame, baseline: str, variants: list[str],
                      "80% power. Formulas: docs/statistics.md.")
     else:
         notes.append("No per-image predictions for the baseline: intervals and tests left out.")
+    notes += data_mismatch(runs)
     notes += run_problems(runs)
     return Table("ablation", title, frame, columns, notes)
+
+
+def data_mismatch(runs: pd.DataFrame) -> list[str]:
+    """A warning when the rows of one table were trained on different data (fingerprints differ)."""
+    if "data_fingerprint" not in runs:
+        return []
+    prints = runs.dropna(subset=["data_fingerprint"]).groupby("data_fingerprint")["variant"].apply(
+        lambda v: sorted(set(v)))
+    if len(prints) <= 1:
+        return []
+    groups = "; ".join(f"{fp[:12]}: {', '.join(vs)}" for fp, vs in prints.items())
+    return [f"WARNING: the rows of this table were trained on different data (dataset fingerprints {groups})."]
 
 
 def run_problems(runs: pd.DataFrame) -> list[str]:

@@ -222,3 +222,13 @@ def test_markdown_and_latex_escape_and_align():
     tex = to_latex(table)
     assert r"\caption{A \& B | 100\%}" in tex and r"x\_y & --- \\" in tex and r"\begin{tabular}{lr}" in tex
     assert latex_escape("Δ ± 5 → ×") == r"$\Delta$ $\pm$ 5 $\rightarrow$ $\times$"
+
+
+def test_data_mismatch_warns_when_rows_used_different_data():
+    from analysis.tables import data_mismatch
+
+    same = pd.DataFrame({"variant": ["a", "b"], "data_fingerprint": ["f1", "f1"]})
+    assert data_mismatch(same) == []
+    mixed = pd.DataFrame({"variant": ["a", "b", "c"], "data_fingerprint": ["f1", "f2", None]})
+    (warning,) = data_mismatch(mixed)
+    assert "different data" in warning and "f1: a" in warning and "f2: b" in warning

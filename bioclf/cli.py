@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = sub.add_parser("ui", parents=[common], help="start the MLflow UI on the store (127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--host", default="127.0.0.1",
+                    help="interface to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes it to the network)")
 
     chk = sub.add_parser("check-data", parents=[common], help="report on a dataset: counts, duplicates and "
                          "leakage across splits, unreadable files, fingerprint")
@@ -176,8 +178,8 @@ def cmd_ui(args) -> int:
 
     uri = resolve_tracking_uri(args.tracking_uri)
     mlflow = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
-    command = [mlflow, "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)]
-    print(f"MLflow UI on http://127.0.0.1:{args.port} for {uri} (Ctrl-C to stop)")
+    command = [mlflow, "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
+    print(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C to stop)")
     try:
         return subprocess.call(command, env=os.environ.copy())
     except KeyboardInterrupt:

@@ -109,3 +109,35 @@ def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "bioclf.cli", "validate", str(EXPERIMENTS / "smoke.yaml")],
                          capture_output=True, text=True)
     assert out.returncode == 0 and "3 run(s)" in out.stdout
+
+
+def test_unreachable_tracking_server_fails_before_training(capsys, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = write_spec(tmp_path, dict(TINY, variants={"a": {}}, baseline="a"))
+    code, out, err = run_cli(capsys, "run", str(path), "--quiet", "--tracking-uri", f"http://127.0.0.1:{port}")
+    assert code == 2 and "unreachable" in err and "training" not in out
+
+
+def test_read_only_store_is_a_clear_error(capsys, tmp_path):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root writes to read-only folders")
+    store = tmp_path / "ro"
+    store.mkdir()
+    store.chmod(0o555)
+    path = write_spec(tmp_path, dict(TINY, variants={"a": {}}, baseline="a"))
+    code, _, err = run_cli(capsys, "run", str(path), "--tracking-uri", f"sqlite:///{store / 'mlflow.db'}")
+    assert code == 2 and "read-only" in err
+
+
+def test_fail_fast_stops_at_the_first_failure(capsys, tracking_uri, tmp_path):
+    spec = dict(TINY, train={"epochs": 1}, variants={
+        "diverges": {"optimizer": {"name": "sgd", "lr": 1.0e30, "momentum": 0.0}}, "never_run": {}})
+    path = write_spec(tmp_path, spec)
+    code, out, _ = run_cli(capsys, "run", str(path), "--quiet", "--fail-fast")
+    assert code == 1 and "--fail-fast" in out and "never_run seed" not in out

@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
 from bioclf.claims import claim
+from bioclf.errors import BioclfError
 
 CONTRACT_VERSION = "1"  # bump when the tracking contract in docs/tracking.md changes
 
@@ -36,6 +37,21 @@ TAGS = {
 }
 # MLflow's limits per log_batch request (and a tag value's length).
 _MAX_PARAMS, _MAX_METRICS, _MAX_TAG = 100, 1000, 5000
+
+
+def check_server(uri: str, timeout_s: float = 10.0) -> None:
+    """Fail now, with one line, when a tracking server does not answer (MLflow's own client would
+    retry with backoff for minutes, after the first epoch had already been paid for)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as response:
+            if response.status != 200:
+                raise BioclfError(f"tracking server {uri} answered /health with HTTP {response.status}")
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise BioclfError(f"tracking server {uri} is unreachable ({reason}); start it or fix --tracking-uri") from None
 
 
 def _find_store_dir(start: Path) -> Path:
@@ -116,9 +132,17 @@ class Tracker:
         self.uri = resolve_tracking_uri(tracking_uri)
         store = local_store_dir(self.uri)
         if store is None:
+            if self.uri.startswith(("http://", "https://")):
+                check_server(self.uri)
             self.client = MlflowClient(tracking_uri=self.uri)
             return
-        store.mkdir(parents=True, exist_ok=True)
+        try:
+            store.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BioclfError(f"tracking store {self.uri}: cannot create {store} ({exc.strerror})") from None
+        db = store / Path(unquote(self.uri[len("sqlite:///"):])).name
+        if not os.access(store, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
+            raise BioclfError(f"tracking store {self.uri} is read-only; point --tracking-uri at a writable store")
         # Two processes creating the same new SQLite store would race on its schema
         # migrations (MlflowClient creates the store when constructed); the first creates
         # it while the second waits.

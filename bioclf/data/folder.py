@@ -174,6 +174,9 @@ class ClassFolderDataset(Dataset):
     ):
         self.root = Path(split_dir)
         self.transform = transform
+        # Where to read each sample from when that is not its own path (the resize cache);
+        # ``samples`` keeps the original paths (predictions name them).
+        self.read_paths: dict[str, str] = {}
         self.classes = order_classes(list_class_folders(self.root), self.root)
         self.samples: list[tuple[str, int]] = []
         excluded = _normalized(exclude)
@@ -201,8 +204,7 @@ class ClassFolderDataset(Dataset):
 
     def __getitem__(self, index: int):
         path, label = self.samples[index]
-        image = load_rgb(path)
-        return (self.transform(image) if self.transform else image), label
+        return _load(self.read_paths.get(path, path), self.transform), label
 
 
 class FlatFolderDataset(Dataset):
@@ -221,8 +223,16 @@ class FlatFolderDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int):
-        image = load_rgb(self.samples[index])
-        return (self.transform(image) if self.transform else image), index
+        return _load(self.samples[index], self.transform), index
+
+
+def _load(path: str, transform: Callable | None):
+    """transform(image at ``path``); a transform marked ``takes_path`` decodes the file itself
+    (the fast pipeline decodes JPEGs at reduced size when its crop allows)."""
+    if transform is not None and getattr(transform, "takes_path", False):
+        return transform(path)
+    image = load_rgb(path)
+    return transform(image) if transform else image
 
 
 def read_class_names(path: str | Path, num_classes: int) -> list[str]:

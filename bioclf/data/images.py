@@ -17,10 +17,12 @@ by the model on one scale:
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import stat
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -73,11 +75,18 @@ def one_line(text: object, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def load_rgb(path: str | Path) -> Image.Image:
+def load_rgb(path: str | Path, draft: Callable[[tuple[int, int]], tuple[int, int] | None] | None = None) -> Image.Image:
     """Decode ``path`` fully and return it as an 8-bit RGB image (rules in the module docstring).
 
     Any failure is a BadImageError (a BioclfError) naming the path, never a PIL traceback.
     Files that are not regular files (a FIFO named .jpg would block open()) are refused first.
+
+    ``draft`` (optional, used by the fast pipeline): called once, before decoding, with the
+    image's (width, height) as the model will see it (EXIF orientation applied); it returns
+    the smallest (width, height) the caller needs, or None. A JPEG is then decoded with
+    libjpeg's DCT scaling (Pillow's ``draft``) at the largest 1/2, 1/4 or 1/8 scale that stays
+    at least that large; other formats are decoded at full size. The result is smaller than
+    the header size only in that case (by a power of two, rounded up).
     """
     try:
         info = os.stat(path)
@@ -89,10 +98,14 @@ def load_rgb(path: str | Path) -> Image.Image:
     if not stat.S_ISREG(info.st_mode):
         raise BadImageError(f"{path}: not a regular file")
     try:
-        with Image.open(path) as image:
+        with open(path, "rb") as handle:  # one read: Pillow's decoder would read it in ~4 kB pieces
+            data = handle.read()
+        with Image.open(io.BytesIO(data)) as image:
+            if draft is not None:
+                _apply_draft(image, draft)
             image.load()  # decode now, so a truncated file fails here and not inside a transform
-            image = ImageOps.exif_transpose(image)
-            return to_rgb(image)
+            ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of the decoded image
+            return to_rgb(image, copy=False)
     except FileNotFoundError:
         raise BadImageError(f"{path}: no such image file") from None
     except PermissionError:
@@ -103,11 +116,39 @@ def load_rgb(path: str | Path) -> Image.Image:
         raise BadImageError(f"{path}: cannot read image ({type(error).__name__}: {one_line(error)})") from None
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert an already-loaded image of any mode to 8-bit RGB (see the module docstring)."""
+# EXIF orientations that swap width and height (transpose, rotate 90 / 270, transverse).
+_SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def _apply_draft(image: Image.Image, draft: Callable[[tuple[int, int]], tuple[int, int] | None]) -> None:
+    swap = _orientation(image) in _SWAPPING_ORIENTATIONS
+    width, height = image.size
+    wanted = draft((height, width) if swap else (width, height))
+    if wanted is None or image.format != "JPEG":
+        return
+    want_w, want_h = (wanted[1], wanted[0]) if swap else wanted
+    scale = 1
+    for s in (8, 4, 2):  # Pillow's scales; the decoded size is ceil(size / s)
+        if width // s >= want_w and height // s >= want_h:
+            scale = s
+            break
+    if scale > 1:
+        image.draft(image.mode, (width // scale, height // scale))
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(0x0112, 1) or 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block is load_rgb's business, not draft's
+        return 1
+
+
+def to_rgb(image: Image.Image, copy: bool = True) -> Image.Image:
+    """Convert an already-loaded image of any mode to 8-bit RGB (see the module docstring).
+    An RGB image is returned as a copy, or itself with ``copy=False``."""
     mode = image.mode
     if mode == "RGB" and "transparency" not in image.info:
-        return image.copy()
+        return image.copy() if copy else image
     if mode in _SIXTEEN_BIT_MODES:
         return _gray_array_to_rgb(np.asarray(image, dtype=np.float64) / 257.0)
     if mode == "F":

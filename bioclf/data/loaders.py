@@ -4,6 +4,17 @@ Reproducibility: the train loader shuffles with its own torch.Generator seeded b
 seed. With workers, each worker's torch RNG (which drives the v2 augmentations) is seeded by
 DataLoader from that generator, and seed_worker passes it on to numpy and random. With
 num_workers=0 the augmentations use torch's global RNG, which the trainer seeds.
+
+Pipelines (``data.pipeline``, see bioclf.data.fast): ``fast`` (default) / ``fast_approx_hue`` run the
+spec's components with fused kernels; ``reference`` is build_transform, the report's pipeline.
+
+Batch stage: ``build_loaders(..., batch_transforms=True)`` with a GPU makes the fast
+pipeline's loaders yield uint8 batches (decoded and cropped by the workers) and puts the rest
+of the work (flips, rotations, colour jitter, affines, Normalize, RandomErasing) in
+``DataBundle.train_batch_transform`` / ``eval_batch_transform``, run on the GPU; the training
+loop calls them on every batch (on the CPU they only move the batch):
+``images = data.train_batch_transform(images, device, memory_format)``. Without it (the
+default) every sample comes out normalised as before and the batch transforms only move.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from bioclf.data.fast import DEFAULT_PIPELINE, BatchTransform, build_pipeline, check_pipeline
 from bioclf.data.folder import ClassFolderDataset, FlatFolderDataset, list_class_folders, read_class_names
 from bioclf.data.synthetic import SyntheticDataset
 from bioclf.data.transforms import build_transform
@@ -29,6 +41,10 @@ if TYPE_CHECKING:  # type only: keeps bioclf.data importable without bioclf.spec
     from bioclf.spec.schema import DataConfig
 
 
+def _mover() -> BatchTransform:
+    return BatchTransform((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), normalize=False)
+
+
 @dataclass
 class DataBundle:
     train: DataLoader
@@ -36,6 +52,27 @@ class DataBundle:
     classes: list[str]  # folder names (or "0".."K-1") in label order
     class_names: list[str]  # display names: from class_names_file, else = classes
     num_classes: int
+    # ``(images, device, memory_format=None) -> normalised float32 batch on device``; call on
+    # every batch. Only moves the batch unless build_loaders(batch_transforms=True).
+    train_batch_transform: BatchTransform = dataclasses.field(default_factory=_mover)
+    eval_batch_transform: BatchTransform = dataclasses.field(default_factory=_mover)
+    pipeline: str = DEFAULT_PIPELINE
+    resized_now: int = 0  # images the resize cache decoded and resized for this run (0: all reused)
+
+
+def pipeline_of(cfg: "DataConfig") -> str:
+    """``cfg.pipeline`` (default ``fast``), checked."""
+    return check_pipeline(getattr(cfg, "pipeline", None) or DEFAULT_PIPELINE)
+
+
+def batch_split(batch_transforms: bool, device_type: str) -> str:
+    """Where the fast pipeline's work runs (bioclf.data.fast.SPLITS): with a GPU, everything
+    after the crop runs on the batch there; on the CPU everything stays in the workers (a
+    normalised float batch costs the training process as much memory traffic as the workers
+    spend on it per sample, measured, and the workers run in parallel)."""
+    if not batch_transforms or device_type == "cpu":
+        return "none"
+    return "device"
 
 
 def resolve_root(cfg: "DataConfig", base_dir: str | Path | None = None) -> Path:
@@ -49,14 +86,26 @@ def resolve_root(cfg: "DataConfig", base_dir: str | Path | None = None) -> Path:
 
 
 def build_datasets(
-    cfg: "DataConfig", base_dir: str | Path | None = None, exclude: Iterable[str] = frozenset()
+    cfg: "DataConfig",
+    base_dir: str | Path | None = None,
+    exclude: Iterable[str] = frozenset(),
+    split: str = "none",
 ):
     """(train_ds, val_ds, classes, class_names) for ``cfg``: train gets train_transforms, val eval_transforms.
 
     ``exclude``: absolute image paths to leave out (from apply_bad_image_policy / check_dataset_images).
+    ``split``: where the fast pipeline's work runs (see batch_split); each dataset gets the
+    matching ``batch_transform`` attribute. No image is decoded here.
     """
-    train_tf = build_transform(cfg.train_transforms, cfg.mean, cfg.std)
-    eval_tf = build_transform(cfg.eval_transforms, cfg.mean, cfg.std)
+    pipeline = pipeline_of(cfg)
+    train_tf, train_batch = build_pipeline(cfg.train_transforms, cfg.mean, cfg.std, pipeline=pipeline, split=split)
+    eval_tf, eval_batch = build_pipeline(cfg.eval_transforms, cfg.mean, cfg.std, pipeline=pipeline, split=split)
+    train_ds, val_ds, classes, class_names = _datasets(cfg, base_dir, exclude, train_tf, eval_tf)
+    train_ds.batch_transform, val_ds.batch_transform = train_batch, eval_batch
+    return train_ds, val_ds, classes, class_names
+
+
+def _datasets(cfg, base_dir, exclude, train_tf, eval_tf):
     if cfg.source == "synthetic":
         train_ds = SyntheticDataset(cfg.synthetic, "train", train_tf)
         val_ds = SyntheticDataset(cfg.synthetic, "val", eval_tf)
@@ -96,9 +145,19 @@ def build_loaders(
     device_type: str = "cpu",
     base_dir: str | Path | None = None,
     exclude: Iterable[str] = frozenset(),
+    batch_transforms: bool = False,
 ) -> DataBundle:
-    """Train (shuffled, seeded) and val (in order) loaders for ``cfg``, without the ``exclude`` paths."""
-    train_ds, val_ds, classes, class_names = build_datasets(cfg, base_dir, exclude=exclude)
+    """Train (shuffled, seeded) and val (in order) loaders for ``cfg``, without the ``exclude`` paths.
+
+    ``batch_transforms``: the caller applies ``bundle.train_batch_transform`` /
+    ``eval_batch_transform`` to every batch, so the fast pipeline may leave Normalize,
+    RandomErasing (and, on a GPU, flips / rotations / colour / affines) to them.
+    With ``data.resize_cache`` the train images are read from the pre-resized copies
+    (bioclf.data.cache), built here on first use.
+    """
+    train_ds, val_ds, classes, class_names = build_datasets(
+        cfg, base_dir, exclude=exclude, split=batch_split(batch_transforms, device_type))
+    resized_now = _use_resize_cache(cfg, train_ds, base_dir)
     if len(train_ds) < 2:
         raise BioclfError(f"data: the train split has {len(train_ds)} image(s); training needs at least 2")
     generator = torch.Generator()
@@ -109,7 +168,20 @@ def build_loaders(
     drop_last = len(train_ds) > cfg.batch_size
     train = _loader(train_ds, cfg, device_type, cfg.batch_size, shuffle=True, drop_last=drop_last, generator=generator)
     val = _loader(val_ds, cfg, device_type, eval_batch_size(cfg))
-    return DataBundle(train=train, val=val, classes=list(classes), class_names=class_names, num_classes=len(classes))
+    return DataBundle(train=train, val=val, classes=list(classes), class_names=class_names, num_classes=len(classes),
+                      train_batch_transform=train_ds.batch_transform, eval_batch_transform=val_ds.batch_transform,
+                      pipeline=pipeline_of(cfg), resized_now=resized_now)
+
+
+def _use_resize_cache(cfg: "DataConfig", train_ds, base_dir) -> int:
+    short_side = getattr(cfg, "resize_cache", None)
+    if not short_side or cfg.source != "folder":
+        return 0
+    from bioclf.data.cache import resized_paths
+
+    mapping, resized_now = resized_paths(resolve_root(cfg, base_dir), [p for p, _ in train_ds.samples], short_side)
+    train_ds.read_paths = {p: q for p, q in mapping.items() if p != q}
+    return resized_now
 
 
 def check_dataset_images(

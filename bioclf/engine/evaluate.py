@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -36,15 +37,21 @@ def evaluate(
     device: torch.device,
     dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    batch_transform: Callable | None = None,
 ) -> EvalOutput:
+    """``batch_transform``: the loader's batch stage (DataBundle.eval_batch_transform); it moves
+    the batch to ``device`` and finishes it (uint8 -> normalised float). None: only move."""
     model.eval()
-    use_cl = channels_last and device.type == "cuda"
+    memory_format = torch.channels_last if channels_last and device.type == "cuda" else None
     probs, labels = [], []
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     for images, target in loader:
-        images = images.to(device, non_blocking=True)
-        if use_cl:
-            images = images.contiguous(memory_format=torch.channels_last)
+        if batch_transform is not None:
+            images = batch_transform(images, device, memory_format)
+        else:
+            images = images.to(device, non_blocking=True)
+            if memory_format is not None:
+                images = images.contiguous(memory_format=memory_format)
         target = target.to(device, non_blocking=True)
         with autocast(device, dtype):
             logits = model(images)

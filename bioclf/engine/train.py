@@ -116,9 +116,7 @@ def train_one_epoch(
         except StopIteration:
             break
         data_time += time.perf_counter() - wait
-        images = images.to(device, non_blocking=True)
-        if memory_format is not None:
-            images = images.contiguous(memory_format=memory_format)
+        images = data.train_batch_transform(images, device, memory_format)
         labels = labels.to(device, non_blocking=True)
         with autocast(device, dtype):
             logits = model(images)
@@ -218,7 +216,8 @@ def _best_from_checkpoint(workdir: Path, model, data, loss_fn, device, dtype, cf
     """The best epoch's evaluation, recomputed from best.pt (needed after a resume)."""
     state = load_checkpoint(workdir / "checkpoints" / "best.pt", map_location=device)
     model.load_state_dict(state["model"])
-    return evaluate(model, data.val, loss_fn, device, dtype, channels_last=cfg.model.channels_last)
+    return evaluate(model, data.val, loss_fn, device, dtype, channels_last=cfg.model.channels_last,
+                    batch_transform=data.eval_batch_transform)
 
 
 def _archive(workdir: Path, cfg: RunConfig, epochs: int) -> list[Path]:
@@ -270,7 +269,7 @@ def train(
         torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
         torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark and not cfg.train.deterministic
         data = build_loaders(cfg.data, seed=cfg.train.seed, device_type=device.type, base_dir=base_dir,
-                             exclude=exclude)
+                             exclude=exclude, batch_transforms=True)
         if cfg.data.num_classes is not None and cfg.data.num_classes != data.num_classes:
             raise BioclfError(
                 f"data.num_classes is {cfg.data.num_classes} but {cfg.data.root} has {data.num_classes} class folders"
@@ -328,7 +327,8 @@ def _train(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, d
         with tqdm(total=n_train, desc=f"epoch {epoch}/{cfg.train.epochs}", unit="img", leave=False,
                   disable=None if show else True, file=sys.stderr, dynamic_ncols=True) as bar:
             metrics = train_one_epoch(step_model, data, loss_fn, opt, scaler, device, dtype, cfg, bar)
-        val = evaluate(step_model, data.val, loss_fn, device, dtype, channels_last=cfg.model.channels_last)
+        val = evaluate(step_model, data.val, loss_fn, device, dtype, channels_last=cfg.model.channels_last,
+                       batch_transform=data.eval_batch_transform)
         metrics.update(val_loss=val.loss, val_acc=val.acc, val_top5_acc=val.top5, lr=lr)
         metrics["epoch_time_s"] = time.perf_counter() - epoch_start
         progress.history.append({"epoch": epoch, **metrics})
@@ -376,6 +376,9 @@ def _train(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, d
     }
     if (gpu := gpu_peak_mb(device)) is not None:
         summary["peak_gpu_mem_mb"] = gpu
+    if cfg.data.resize_cache:
+        # 0 for every variant after the first shows the suite decoded the dataset once.
+        summary["resize_cache_built_images"] = float(data.resized_now)
     logger.log_summary(summary)
     logger.log_artifact(workdir / "history.csv")
     logger.log_artifact(workdir / "predictions" / "val.csv", "predictions")

@@ -68,6 +68,21 @@ class DataConfig(Strict):
         "'error' stops before training and lists the first ones; 'skip' leaves them out, logs the count and the "
         "list as an artifact.",
     )
+    pipeline: Literal["fast", "fast_approx_hue", "reference"] = Field(
+        "fast",
+        description="How the transform lists run. 'fast': fused kernels (one warp for crop + rotation + affine, "
+        "one colour-matrix pass, uint8 until the batch, Normalize and RandomErasing on the batch, on the GPU "
+        "where there is one); same distributions as 'reference' (tested). 'fast_approx_hue': as 'fast' but hue "
+        "jitter as a rotation about the grey axis in YIQ (about 1.5x faster; not torchvision's HSV hue). "
+        "'reference': torchvision v2 transforms per PIL image, the report's pipeline, for exact comparison.",
+    )
+    resize_cache: int | None = Field(
+        None, ge=1,
+        description="Read training images from copies resized once so their shorter side is this many pixels "
+        "(about 1.15-1.2 x the crop size: 258 for 224), cached under $XDG_CACHE_HOME/bioclf/resized by dataset "
+        "listing and shared by every variant of a suite; null: decode the originals every epoch. Source "
+        "'folder' only; evaluation images are never cached. See docs/data.md.",
+    )
     mean: tuple[float, float, float] = Field(IMAGENET_MEAN, description="Normalisation mean (RGB).")
     std: tuple[float, float, float] = Field(IMAGENET_STD, description="Normalisation std (RGB).")
     batch_size: int = Field(64, ge=1, description="Training batch size.")

@@ -1,0 +1,63 @@
+"""The benchmark scripts keep working: each runs in its --tiny mode (CPU, seconds)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        yield lambda name: importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def test_data_pipeline_tiny(bench, capsys):
+    import torch
+
+    threads, rng = torch.get_num_threads(), torch.get_rng_state()
+    result = bench("data_pipeline").main(["--tiny"])
+    # It times on one thread; the test process gets its settings back (later tests compare
+    # results against other processes, which a changed thread count would break).
+    assert torch.get_num_threads() == threads and torch.equal(torch.get_rng_state(), rng)
+    out = capsys.readouterr().out
+    for name in ("report v1", "reference v2", "fast", "fast_approx_hue", "fast + cache", "GPU split: CPU share"):
+        assert name in out
+        assert result["rows"][name]["ips"][0] > 0
+    assert result["rows"]["report v1"]["ratio"] == [1.0]
+
+
+def test_data_pipeline_reads_any_folder(bench, tmp_path, capsys):
+    module = bench("data_pipeline")
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for i, ext in enumerate(("jpg", "png", "JPEG")):
+        (tmp_path / "nested").mkdir(exist_ok=True)
+        module.make_photo(rng, 80, 60).save(tmp_path / "nested" / f"{i}.{ext}")
+    result = module.main(["--tiny", "--folder", str(tmp_path), "--n", "3"])
+    assert "3 images" in result["images"]
+
+
+def test_tracking_overhead_tiny(bench, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'unused.db'}")
+    result = bench("tracking_overhead").main(["--tiny"])
+    out = capsys.readouterr().out
+    assert "MLflow log_epoch per epoch" in out
+    assert result["per_epoch_log_s"] > 0 and result["epoch_s"] > 0
+
+
+def test_gpu_tiny(bench, capsys):
+    rows = bench("gpu").main(["--tiny", "--steps", "1"])
+    out = capsys.readouterr().out
+    assert "GFLOP per training image" in out
+    measured = {row.what.split(",")[0] for row in rows if row.images_per_s}
+    assert {"synthetic", "loader fast", "loader reference"} <= measured

@@ -136,17 +136,25 @@ def make_photo(rng: np.random.Generator, width: int = 500, height: int = 375) ->
     return Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8))
 
 
+def _write_photo(job: tuple[str, int, int, int, int]) -> str:
+    target, width, height, seed, index = job
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    make_photo(np.random.default_rng([seed, index]), width, height).save(target, "JPEG", quality=90)
+    return target
+
+
 def generate_jpegs(folder: Path, n: int, width: int, height: int, seed: int = 0) -> list[str]:
     """``n`` photo-like JPEGs (quality 90, 4:2:0 like most camera and web JPEGs) in
-    ``folder/train/<class>/``: a class-folder dataset the resize cache can fingerprint."""
-    rng = np.random.default_rng(seed)
-    paths = []
-    for i in range(n):
-        target = folder / "train" / str(i % 2) / f"{i:05d}.jpg"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        make_photo(rng, width, height).save(target, "JPEG", quality=90)
-        paths.append(str(target))
-    return paths
+    ``folder/train/<class>/``: a class-folder dataset the resize cache can fingerprint.
+    One seed per image, so the files do not depend on how many processes write them (~40 ms
+    per 500 px image: 4096 of them take minutes on one core, seconds on 16)."""
+    jobs = [(str(folder / "train" / str(i % 2) / f"{i:05d}.jpg"), width, height, seed, i) for i in range(n)]
+    if n < 64:
+        return [_write_photo(job) for job in jobs]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=min(32, os.cpu_count() or 1)) as pool:
+        return list(pool.map(_write_photo, jobs, chunksize=16))
 
 
 def list_folder(folder: Path, n: int) -> list[str]:

@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fail-fast", action="store_true", help="stop at the first failed run")
     run.add_argument("--force", action="store_true", help="rerun finished variants (as new runs; old ones stay)")
     run.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    run.add_argument("--nproc", type=int, metavar="N",
+                     help="train each run data-parallel on N processes of this machine (one per GPU; gloo on "
+                     "CPU): starts torchrun --standalone --nproc-per-node N. For several machines call torchrun "
+                     "yourself (docs/distributed.md)")
 
     lst = sub.add_parser("list", parents=[common, spec_args], help="variants, config hash, size, status in the store")
     lst.add_argument("spec", type=Path)
@@ -126,11 +130,50 @@ def cmd_run(args) -> int:
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
 
     suite = load_suite(args.spec, overrides=parse_set_overrides(args.overrides), seeds=args.seeds)
-    result = run_suite(
-        suite, variants=args.variant, tracking_uri=args.tracking_uri, force=args.force,
-        fail_fast=args.fail_fast, dry_run=args.dry_run, quiet=args.quiet,
-    )
+    suite.select(args.variant)  # an unknown --variant is bad input before anything starts
+    if args.nproc is not None and not args.dry_run:
+        return _launch_torchrun(args)
+    from bioclf.engine import distributed
+
+    ctx = distributed.init_from_env(device=suite.runs[0].config.train.device if suite.runs else "auto")
+    try:
+        result = run_suite(
+            suite, variants=args.variant, tracking_uri=args.tracking_uri, force=args.force,
+            fail_fast=args.fail_fast, dry_run=args.dry_run, quiet=args.quiet,
+            echo=print if ctx.is_main else _silent,
+        )
+    finally:
+        distributed.shutdown()
     return EXIT_RUN_FAILED if result.failed else EXIT_OK
+
+
+def _silent(_: str) -> None:
+    pass
+
+
+def _launch_torchrun(args) -> int:
+    """``bioclf-exp run ... --nproc N``: the same command under torchrun on this machine."""
+    from bioclf.engine.distributed import launched_by_torchrun
+
+    if launched_by_torchrun():
+        raise BioclfError("--nproc: already running under torchrun; drop --nproc")
+    if args.nproc < 1:
+        raise BioclfError(f"--nproc must be at least 1, got {args.nproc}")
+    argv = list(args.argv)
+    for i, item in enumerate(argv):  # drop "--nproc N" / "--nproc=N"
+        if item == "--nproc":
+            del argv[i:i + 2]
+            break
+        if item.startswith("--nproc="):
+            del argv[i]
+            break
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+               "-m", "bioclf.cli", *argv]
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # torchrun forwards signals to its workers itself
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 130
 
 
 def cmd_list(args) -> int:
@@ -268,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
     except SystemExit as exc:
         if isinstance(exc.code, str):
             print(exc.code, file=sys.stderr)

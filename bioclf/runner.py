@@ -16,8 +16,9 @@ from typing import Callable
 
 from bioclf.claims import claim
 from bioclf.inventory import num_classes_of, param_counts
-from bioclf.engine import train
-from bioclf.errors import BioclfError
+from bioclf.engine import NullLogger, train
+from bioclf.engine.distributed import Dist, current
+from bioclf.errors import BioclfError, RunFailed
 from bioclf.models import ParamCount, check_param_budget, resolve_weights
 from bioclf.spec.loader import RunSpec, Suite, config_dict, flatten
 from bioclf.spec.schema import RunConfig
@@ -113,7 +114,9 @@ def run_params(cfg: RunConfig, num_classes: int, count: ParamCount) -> dict[str,
     """The params of a child run: the flattened resolved config plus exact parameter counts."""
     params = flatten(config_dict(cfg))
     params.update({"model.num_params": count.total, "model.num_trainable_params": count.trainable,
-                   "data.num_classes": num_classes})
+                   "data.num_classes": num_classes,
+                   # processes of a data-parallel run: one optimizer step sees world_size x batch_size images
+                   "train.world_size": current().world})
     return params
 
 
@@ -166,10 +169,44 @@ def run_suite(
 ) -> SuiteResult:
     runs = suite.select(variants)
     base_dir = suite.path.parent
+    ctx = current()
+    # Under torchrun (bioclf.engine.distributed) rank 0 runs the suite as in one process; the
+    # other ranks follow its decisions, run by run, and train alongside it.
+    prepared = ctx.on_main(lambda: _prepare(suite, runs, base_dir, tracking_uri, force, dry_run, echo))
+    if not ctx.is_main:
+        return _follow(suite, runs, base_dir, ctx) if not dry_run else SuiteResult(suite.name, None)
+    if dry_run:
+        return SuiteResult(suite.name, None)
+    counts, scans, fingerprints, tracker, exp_id, parent_id = prepared
+
+    result = SuiteResult(suite.name, parent_id)
+    try:
+        for i, run in enumerate(runs, 1):
+            label = f"[{i}/{len(runs)}] {run.variant} seed {run.seed}"
+            outcome = _run_one(tracker, exp_id, parent_id, suite, run, counts[run.config_hash], force, quiet,
+                               echo, label, base_dir, scans[_data_key(run)], fingerprints[_data_key(run)], i - 1)
+            result.outcomes.append(outcome)
+            if outcome.status in ("skipped", "busy"):
+                ctx.broadcast(("next",))
+            if outcome.status == "failed" and fail_fast:
+                echo("stopping: --fail-fast")
+                break
+        ctx.broadcast(("stop",))
+    except KeyboardInterrupt:
+        tracker.finish(parent_id, "KILLED")
+        raise
+    tracker.finish(parent_id, "FAILED" if result.failed else "FINISHED")
+    echo(summary_table(result))
+    return result
+
+
+def _prepare(suite: Suite, runs: list[RunSpec], base_dir: Path, tracking_uri: str | None, force: bool,
+             dry_run: bool, echo: Printer):
+    """Preflight, data checks and the suite's parent run (rank 0 only under DDP)."""
     counts = preflight(runs, base_dir, deep=not dry_run)
     if dry_run:
         echo(describe_runs(suite, runs, counts))
-        return SuiteResult(suite.name, None)
+        return None
     scans = check_data(runs, base_dir)
     for report, skipped in {id(v): v for v in scans.values()}.values():
         if skipped:
@@ -187,24 +224,32 @@ def run_suite(
         from bioclf.tracking import DATA_FINGERPRINT_TAG
 
         tracker.client.set_tag(parent_id, DATA_FINGERPRINT_TAG, digests.pop())
-    echo(f"suite {suite.name}: {len(runs)} run(s) -> {tracker.uri} (suite run {parent_id})")
+    ctx = current()
+    where = f" on {ctx.world} processes (DDP)" if ctx.enabled else ""
+    echo(f"suite {suite.name}: {len(runs)} run(s){where} -> {tracker.uri} (suite run {parent_id})")
+    return counts, scans, fingerprints, tracker, exp_id, parent_id
 
-    result = SuiteResult(suite.name, parent_id)
-    try:
-        for i, run in enumerate(runs, 1):
-            label = f"[{i}/{len(runs)}] {run.variant} seed {run.seed}"
-            outcome = _run_one(tracker, exp_id, parent_id, suite, run, counts[run.config_hash], force, quiet,
-                               echo, label, base_dir, scans[_data_key(run)], fingerprints[_data_key(run)])
-            result.outcomes.append(outcome)
-            if outcome.status == "failed" and fail_fast:
-                echo("stopping: --fail-fast")
-                break
-    except KeyboardInterrupt:
-        tracker.finish(parent_id, "KILLED")
-        raise
-    tracker.finish(parent_id, "FAILED" if result.failed else "FINISHED")
-    echo(summary_table(result))
-    return result
+
+def _follow(suite: Suite, runs: list[RunSpec], base_dir: Path, ctx: Dist) -> SuiteResult:
+    """A rank other than 0: train each run rank 0 trains, in step with it, logging nothing.
+
+    Failures every rank meets alike (a NaN loss, bad data) are rank 0's to record, and the
+    suite goes on; any other error ends this process, and torchrun then stops the job (rank
+    0 marks its run KILLED: the same command resumes it)."""
+    result = SuiteResult(suite.name, None)
+    while True:
+        message = ctx.broadcast(None)
+        if message[0] == "stop":
+            return result
+        if message[0] != "train":
+            continue
+        _, index, workdir, skipped = message
+        run = runs[index]
+        try:
+            train(run.config, NullLogger(), Path(workdir), quiet=True, base_dir=base_dir, resume=True,
+                  exclude=skipped)
+        except (RunFailed, BioclfError):
+            pass
 
 
 def _open_suite_run(tracker, exp_id: str, suite: Suite, force: bool) -> str:
@@ -223,7 +268,7 @@ def _open_suite_run(tracker, exp_id: str, suite: Suite, force: bool) -> str:
 
 
 def _run_one(tracker, exp_id: str, parent_id: str, suite: Suite, run: RunSpec, count: ParamCount, force: bool,
-             quiet: bool, echo: Printer, label: str, base_dir: Path, scan, fingerprint) -> RunOutcome:
+             quiet: bool, echo: Printer, label: str, base_dir: Path, scan, fingerprint, index: int = 0) -> RunOutcome:
     from bioclf.tracking import log_dataset_input, run_fingerprint
 
     work_root = tracker.work_root()
@@ -262,13 +307,16 @@ def _run_one(tracker, exp_id: str, parent_id: str, suite: Suite, run: RunSpec, c
         if skipped:
             tracker.log_text(logger.run_id, report.bad_list_text(), "data/skipped_images.tsv")
             tracker.log_metric(logger.run_id, "skipped_images", len(skipped))
-        return _train_claimed(tracker, logger, run, work_root / logger.run_id, quiet, echo, label, base_dir, skipped)
+        return _train_claimed(tracker, logger, run, work_root / logger.run_id, quiet, echo, label, base_dir, skipped,
+                              index)
 
 
 def _train_claimed(tracker, logger, run: RunSpec, workdir: Path, quiet: bool, echo: Printer, label: str,
-                   base_dir: Path, skipped: frozenset[str]) -> RunOutcome:
+                   base_dir: Path, skipped: frozenset[str], index: int = 0) -> RunOutcome:
     run_id = logger.run_id
+    ctx = current()
     try:
+        ctx.broadcast(("train", index, str(workdir), skipped))  # the other ranks train it with us
         res = train(run.config, logger, workdir, quiet=quiet, base_dir=base_dir, resume=True, exclude=skipped)
     except KeyboardInterrupt:
         tracker.finish(run_id, "KILLED")
@@ -279,6 +327,8 @@ def _train_claimed(tracker, logger, run: RunSpec, workdir: Path, quiet: bool, ec
         tracker.fail(run_id, f"{type(exc).__name__}: {message}", traceback.format_exc())
         shutil.rmtree(workdir, ignore_errors=True)  # a failed run is retried as a new run, never resumed
         echo(f"{label}: FAILED: {message}")
+        if ctx.enabled and not isinstance(exc, (RunFailed, BioclfError)):
+            raise  # the other ranks may be inside a collective this rank left: end the DDP job
         return RunOutcome(run.variant, run.seed, run.config_hash, "failed", run_id, error=message)
     tracker.finish(run_id, "FINISHED")
     kept = res.files["checkpoints"]

@@ -146,8 +146,15 @@ def build_loaders(
     base_dir: str | Path | None = None,
     exclude: Iterable[str] = frozenset(),
     batch_transforms: bool = False,
+    rank: int = 0,
+    world: int = 1,
 ) -> DataBundle:
     """Train (shuffled, seeded) and val (in order) loaders for ``cfg``, without the ``exclude`` paths.
+
+    ``rank`` / ``world`` (data-parallel training): this process's share. Train: a
+    DistributedSampler (shuffled by ``seed`` and the epoch: call ``train.sampler.set_epoch``;
+    padded so every rank has ``ceil(n / world)`` images and takes the same number of steps).
+    Val: images ``rank, rank + world, ...``, no padding (the trainer gathers the shards).
 
     ``batch_transforms``: the caller applies ``bundle.train_batch_transform`` /
     ``eval_batch_transform`` to every batch, so the fast pipeline may leave Normalize,
@@ -161,13 +168,23 @@ def build_loaders(
     if len(train_ds) < 2:
         raise BioclfError(f"data: the train split has {len(train_ds)} image(s); training needs at least 2")
     generator = torch.Generator()
-    generator.manual_seed(int(seed))
+    # Under DDP the generator seeds this rank's workers (their augmentation streams): one per rank.
+    generator.manual_seed(int(seed) + 1_000_003 * rank)
+    train_sampler = val_sampler = None
+    per_rank = len(train_ds)
+    if world > 1:
+        from torch.utils.data.distributed import DistributedSampler
+
+        train_sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=int(seed))
+        val_sampler = range(rank, len(val_ds), world)
+        per_rank = len(train_sampler)
     # Drop the incomplete last batch when there is more than one batch: it could hold a
     # single image, which BatchNorm rejects in training, and shuffling means every image is
     # still seen across epochs. A train set of at most one batch is kept whole.
-    drop_last = len(train_ds) > cfg.batch_size
-    train = _loader(train_ds, cfg, device_type, cfg.batch_size, shuffle=True, drop_last=drop_last, generator=generator)
-    val = _loader(val_ds, cfg, device_type, eval_batch_size(cfg))
+    drop_last = per_rank > cfg.batch_size
+    train = _loader(train_ds, cfg, device_type, cfg.batch_size, shuffle=train_sampler is None, drop_last=drop_last,
+                    generator=generator, sampler=train_sampler)
+    val = _loader(val_ds, cfg, device_type, eval_batch_size(cfg), sampler=val_sampler)
     return DataBundle(train=train, val=val, classes=list(classes), class_names=class_names, num_classes=len(classes),
                       train_batch_transform=train_ds.batch_transform, eval_batch_transform=val_ds.batch_transform,
                       pipeline=pipeline_of(cfg), resized_now=resized_now)
@@ -242,12 +259,14 @@ def _loader(
     shuffle: bool = False,
     drop_last: bool = False,
     generator: torch.Generator | None = None,
+    sampler=None,
 ) -> DataLoader:
     workers = num_workers(cfg)
     return DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=shuffle,
+        sampler=sampler,
         drop_last=drop_last,
         generator=generator,
         num_workers=workers,

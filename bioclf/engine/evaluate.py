@@ -11,6 +11,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from bioclf.engine.device import autocast
+from bioclf.engine.distributed import current
 from bioclf.engine.metrics import topk_accuracy
 
 
@@ -61,13 +62,32 @@ def evaluate(
         loss_sum += loss_fn(logits, target).double() * target.shape[0]
         probs.append(torch.softmax(logits, 1).cpu())
         labels.append(target.cpu())
-    p = torch.cat(probs).numpy().astype(np.float32)
-    y = torch.cat(labels).numpy().astype(np.int64)
+    p = torch.cat(probs).numpy().astype(np.float32) if probs else np.zeros((0, 0), np.float32)
+    y = torch.cat(labels).numpy().astype(np.int64) if labels else np.zeros(0, np.int64)
+    loss_total = loss_sum.item()
+    ctx = current()
+    if ctx.enabled:  # data-parallel: each rank scored a shard; every rank gets the whole val set
+        p, y, loss_total = _gather_shards(ctx, loader, p, y, loss_total)
     return EvalOutput(
-        loss=loss_sum.item() / max(1, len(y)),
+        loss=loss_total / max(1, len(y)),
         acc=float((p.argmax(1) == y).mean()) if len(y) else float("nan"),
         top5=topk_accuracy(p, y, 5) if len(y) else float("nan"),
         probs=p,
         labels=y,
         paths=sample_paths(loader.dataset),
     )
+
+
+def _gather_shards(ctx, loader: DataLoader, p: np.ndarray, y: np.ndarray, loss: float):
+    """Every rank's (probabilities, labels, loss sum) put back in dataset order. The val
+    sampler is ``range(rank, n, world)`` (no padding), so each image is counted once."""
+    order = np.asarray(list(loader.sampler), dtype=np.int64)
+    parts = ctx.gather((order, p, y, loss))
+    n = sum(len(o) for o, *_ in parts)
+    width = max(part[1].shape[1] for part in parts)
+    probs = np.zeros((n, width), np.float32)
+    labels = np.zeros(n, np.int64)
+    for o, pp, yy, _ in parts:
+        if len(o):
+            probs[o], labels[o] = pp, yy
+    return probs, labels, sum(part[3] for part in parts)

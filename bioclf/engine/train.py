@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from bioclf.data import DataBundle, build_loaders
 from bioclf.engine.checkpoint import load_checkpoint, save_atomic
 from bioclf.engine.device import amp_dtype, autocast, resolve_device, seed_everything
+from bioclf.engine.distributed import Dist, current, reseed_for_epoch, train_device
 from bioclf.engine.early_stopping import EarlyStopping
 from bioclf.engine.evaluate import EvalOutput, evaluate
 from bioclf.engine.logger import RunLogger
@@ -100,12 +101,14 @@ def train_one_epoch(
     ``data_time_s`` is the time spent waiting for the loader; ``compute_time_s`` the rest of
     the epoch's wall time (on a GPU the host runs ahead, so a loader stall shows as data time
     only when the GPU queue has drained: a large data share means the loader is the bottleneck).
+    Under DDP the loss, accuracy and images/s are over all ranks (one all-reduce per epoch);
+    the times are rank 0's; ``train_steps`` is the optimizer steps of the epoch.
     """
     model.train()
     memory_format = torch.channels_last if cfg.model.channels_last and device.type == "cuda" else None
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
-    seen = 0
+    seen = steps = 0
     data_time = 0.0
     start = time.perf_counter()
     batches = iter(data.train)
@@ -126,19 +129,24 @@ def train_one_epoch(
         loss_sum += loss.detach().double() * batch
         correct += (logits.detach().argmax(1) == labels).sum()
         seen += batch
+        steps += 1
         bar.update(batch)
+    totals = current().sum_(torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), device=device,
+                                                                                 dtype=torch.float64)]))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elapsed = time.perf_counter() - start
+    loss_total, correct_total, seen = totals.tolist()
     if seen == 0:
         raise RunFailed("the training loader gave no batch (is the train split smaller than one batch?)")
-    train_loss = loss_sum.item() / seen
+    train_loss = loss_total / seen
     if not math.isfinite(train_loss):
         raise RunFailed(f"training loss became {train_loss} (NaN/inf): lower optimizer.lr or set train.grad_clip_norm")
     return {
         "train_loss": train_loss,
-        "train_acc": correct.item() / seen,
+        "train_acc": correct_total / seen,
         "train_images_per_s": seen / elapsed if elapsed > 0 else float("nan"),
+        "train_steps": float(steps),
         "data_time_s": data_time,
         "compute_time_s": elapsed - data_time,
     }
@@ -212,11 +220,12 @@ def _resume(path: Path, model, opt, scheduler, scaler, stopper, data, device) ->
     return _Progress(history=list(state["history"]), best_value=state["best_value"], best_epoch=state["best_epoch"])
 
 
-def _best_from_checkpoint(workdir: Path, model, data, loss_fn, device, dtype, cfg) -> EvalOutput:
+def _best_from_checkpoint(workdir: Path, eval_model, model, data, loss_fn, device, dtype, cfg) -> EvalOutput:
     """The best epoch's evaluation, recomputed from best.pt (needed after a resume)."""
+    current().barrier()  # rank 0 wrote best.pt; every rank reads it
     state = load_checkpoint(workdir / "checkpoints" / "best.pt", map_location=device)
     model.load_state_dict(state["model"])
-    return evaluate(model, data.val, loss_fn, device, dtype, channels_last=cfg.model.channels_last,
+    return evaluate(eval_model, data.val, loss_fn, device, dtype, channels_last=cfg.model.channels_last,
                     batch_transform=data.eval_batch_transform)
 
 
@@ -260,7 +269,11 @@ def train(
     bad-image scan's skip list). Raises RunFailed on a non-finite loss and BioclfError on bad
     input (data, weights, budget). Worker processes and memory are released on every exit.
     """
-    device = resolve_device(cfg.train.device)
+    ctx = current()
+    device = train_device(resolve_device(cfg.train.device), ctx)
+    if ctx.enabled and cfg.train.sync_batchnorm and device.type != "cuda":
+        raise BioclfError("train.sync_batchnorm: SyncBatchNorm needs CUDA devices (one per process); "
+                          "set it to false for CPU (gloo) runs")
     reset_peak_rss()
     reset_gpu_peak(device)
     data = None
@@ -269,7 +282,7 @@ def train(
         torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
         torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark and not cfg.train.deterministic
         data = build_loaders(cfg.data, seed=cfg.train.seed, device_type=device.type, base_dir=base_dir,
-                             exclude=exclude, batch_transforms=True)
+                             exclude=exclude, batch_transforms=True, rank=ctx.rank, world=ctx.world)
         if cfg.data.num_classes is not None and cfg.data.num_classes != data.num_classes:
             raise BioclfError(
                 f"data.num_classes is {cfg.data.num_classes} but {cfg.data.root} has {data.num_classes} class folders"
@@ -285,18 +298,24 @@ def train(
 
 def _train(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, device: torch.device, *,
            quiet: bool, resume: bool) -> TrainResult:
+    # Under DDP every rank trains and evaluates; rank 0 alone writes files and logs (module
+    # docstring of bioclf.engine.distributed). Decisions that depend on files come from rank 0.
+    ctx = current()
+    main = ctx.is_main
     ckpt_dir = workdir / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    (workdir / "predictions").mkdir(exist_ok=True)
+    if main:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        (workdir / "predictions").mkdir(exist_ok=True)
     dtype = amp_dtype(cfg.train.amp, device)
     model = build_model(cfg.model, data.num_classes)
     counts = count_params(model)
     check_param_budget(cfg.model, counts)
+    if ctx.enabled and cfg.train.sync_batchnorm:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     if cfg.model.channels_last and device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    # Compiled or not, checkpoints hold the plain module's state_dict (no "_orig_mod." keys).
-    step_model = torch.compile(model) if cfg.train.compile else model
+    step_model, eval_model = _wrap(model, cfg, device, ctx)
 
     loss_fn = build_loss(cfg.loss)
     opt = build_optimizer(model, cfg.optimizer)
@@ -305,29 +324,33 @@ def _train(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, d
     stopper = EarlyStopping(cfg.early_stopping)
 
     last_path = ckpt_dir / "last.pt"
-    if resume and last_path.exists():
+    if ctx.broadcast(resume and last_path.exists()):
         progress = _resume(last_path, model, opt, scheduler, scaler, stopper, data, device)
         for row in progress.history:  # fill epochs logged to the checkpoint but not to the store
             logger.log_epoch(int(row["epoch"]), {k: v for k, v in row.items() if k != "epoch"})
     else:
         progress = _Progress()
-        (workdir / "config.yaml").write_text(yaml.safe_dump(config_dict(cfg), sort_keys=False))
-        _write_classes(data, workdir / "classes.csv")
-        logger.log_artifact(workdir / "config.yaml")
-        logger.log_artifact(workdir / "classes.csv")
+        if main:
+            (workdir / "config.yaml").write_text(yaml.safe_dump(config_dict(cfg), sort_keys=False))
+            _write_classes(data, workdir / "classes.csv")
+            logger.log_artifact(workdir / "config.yaml")
+            logger.log_artifact(workdir / "classes.csv")
 
-    show = cfg.train.progress and not quiet
+    show = cfg.train.progress and not quiet and main
     stopped_early = bool(progress.history) and stopper.cfg.enabled and stopper.bad_epochs >= stopper.cfg.patience
-    n_train = len(data.train.dataset)
+    n_train = len(data.train.sampler) if ctx.enabled else len(data.train.dataset)
     for epoch in range(len(progress.history) + 1, cfg.train.epochs + 1):
         if stopped_early:
             break
         epoch_start = time.perf_counter()
+        if ctx.enabled:
+            reseed_for_epoch(cfg.train.seed, epoch, ctx)
+            data.train.sampler.set_epoch(epoch)
         lr = current_lr(opt)  # the LR this epoch trains with; a drop shows from the next epoch
         with tqdm(total=n_train, desc=f"epoch {epoch}/{cfg.train.epochs}", unit="img", leave=False,
                   disable=None if show else True, file=sys.stderr, dynamic_ncols=True) as bar:
             metrics = train_one_epoch(step_model, data, loss_fn, opt, scaler, device, dtype, cfg, bar)
-        val = evaluate(step_model, data.val, loss_fn, device, dtype, channels_last=cfg.model.channels_last,
+        val = evaluate(eval_model, data.val, loss_fn, device, dtype, channels_last=cfg.model.channels_last,
                        batch_transform=data.eval_batch_transform)
         metrics.update(val_loss=val.loss, val_acc=val.acc, val_top5_acc=val.top5, lr=lr)
         metrics["epoch_time_s"] = time.perf_counter() - epoch_start
@@ -337,8 +360,9 @@ def _train(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, d
                        "class_names": data.class_names, "epoch": epoch, "metrics": metrics}
         if _better(metrics[cfg.train.select_best], progress.best_value, cfg.train.select_best):
             progress.best, progress.best_value, progress.best_epoch = val, metrics[cfg.train.select_best], epoch
-            save_atomic(model_state, ckpt_dir / "best.pt")
-        if cfg.checkpoint.keep == "all":
+            if main:
+                save_atomic(model_state, ckpt_dir / "best.pt")
+        if cfg.checkpoint.keep == "all" and main:
             save_atomic(model_state, ckpt_dir / f"epoch_{epoch:03d}.pt")
         if show:
             tqdm.write(
@@ -351,11 +375,40 @@ def _train(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, d
         stopped_early = stopper.step(metrics) and epoch < cfg.train.epochs
         # The checkpoint is written before the epoch is logged: a kill in between leaves an
         # epoch the store lacks, which a resume replays; never one it has twice.
-        _save_last(last_path, model, opt, scheduler, scaler, stopper, progress, data, cfg)
+        if main:
+            _save_last(last_path, model, opt, scheduler, scaler, stopper, progress, data, cfg)
         logger.log_epoch(epoch, metrics)
 
     if progress.best is None:  # resumed: the best epoch's outputs are on disk, not in memory
-        progress.best = _best_from_checkpoint(workdir, model, data, loss_fn, device, dtype, cfg)
+        progress.best = _best_from_checkpoint(workdir, eval_model, model, data, loss_fn, device, dtype, cfg)
+    if not main:  # the other ranks' part ends here: rank 0 writes and logs the results
+        return TrainResult(best_epoch=progress.best_epoch, epochs_run=len(progress.history),
+                           stopped_early=stopped_early, summary={"best_val_acc": progress.best.acc},
+                           history=pd.DataFrame(progress.history), num_params=counts.total,
+                           num_trainable_params=counts.trainable, files={"checkpoints": []})
+    return _finish(cfg, logger, workdir, data, model, device, dtype, progress, counts, stopped_early)
+
+
+def _wrap(model: nn.Module, cfg: RunConfig, device: torch.device, ctx: Dist) -> tuple[nn.Module, nn.Module]:
+    """(model to train, model to evaluate). Compiled or not, wrapped in DDP or not, checkpoints
+    hold the plain module's state_dict (no "_orig_mod." / "module." keys). Under DDP the val
+    shards can differ by one batch between ranks, so evaluation runs the plain module (DDP's
+    forward may sync buffers: a collective that a rank with one batch fewer would never join)."""
+    if not ctx.enabled:
+        step_model = torch.compile(model) if cfg.train.compile else model
+        return step_model, step_model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.train.compile:
+        return torch.compile(ddp), torch.compile(model)
+    return ddp, model
+
+
+def _finish(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, model: nn.Module,
+            device: torch.device, dtype, progress: _Progress, counts, stopped_early: bool) -> TrainResult:
+    """Rank 0: history, predictions, archived checkpoints, the summary metrics and artifacts."""
+    ckpt_dir = workdir / "checkpoints"
     best = progress.best
     history_frame = _write_history(progress.history, workdir / "history.csv")
     predictions_frame(best.paths, best.labels, best.probs).to_csv(workdir / "predictions" / "val.csv", index=False)

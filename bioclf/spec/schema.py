@@ -256,6 +256,11 @@ class TrainConfig(Strict):
     deterministic: bool = Field(False, description="torch deterministic algorithms (slower on GPU).")
     compile: bool = Field(False, description="torch.compile the model (slow first epoch, faster after; GPU).")
     cudnn_benchmark: bool = Field(True, description="cuDNN autotuner for fixed input sizes (not hashed).")
+    sync_batchnorm: bool = Field(
+        False, description="Data-parallel runs (torchrun / --nproc) on CUDA: BatchNorm statistics over the whole "
+        "global batch instead of each process's share (SyncBatchNorm; costs a collective per BatchNorm layer). "
+        "No effect in a single process.",
+    )
     progress: bool = Field(True, description="Progress bars (not hashed; --quiet turns them off).")
 
     @field_validator("device")

@@ -59,6 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="train each run data-parallel on N processes of this machine (one per GPU; gloo on "
                      "CPU): starts torchrun --standalone --nproc-per-node N. For several machines call torchrun "
                      "yourself (docs/distributed.md)")
+    run.add_argument("--executor", choices=["local", "ray"], default="local",
+                     help="local: the runs one after the other here (default); ray: each run as a Ray task on a "
+                     "cluster, several at once (needs the [ray] extra)")
+    run.add_argument("--address", help="with --executor ray: the cluster to join (e.g. ray://head:10001 or "
+                     "auto); default: $RAY_ADDRESS, else a local cluster started for this suite")
+    run.add_argument("--cpus-per-run", type=float, default=1.0, metavar="N",
+                     help="with --executor ray: CPUs each run asks for (default 1)")
+    run.add_argument("--gpus-per-run", type=float, default=0.0, metavar="N",
+                     help="with --executor ray: GPUs each run asks for (default 0; 0.5 packs two runs per GPU)")
+    run.add_argument("--max-retries", type=int, default=1, metavar="N",
+                     help="with --executor ray: retries of a run whose worker or node died (default 1)")
 
     lst = sub.add_parser("list", parents=[common, spec_args], help="variants, config hash, size, status in the store")
     lst.add_argument("spec", type=Path)
@@ -131,7 +142,10 @@ def cmd_run(args) -> int:
 
     suite = load_suite(args.spec, overrides=parse_set_overrides(args.overrides), seeds=args.seeds)
     suite.select(args.variant)  # an unknown --variant is bad input before anything starts
+    ray_options = _ray_options(args)
     if args.nproc is not None and not args.dry_run:
+        if ray_options is not None:
+            raise BioclfError("--nproc and --executor ray do not combine: a Ray task trains on one process")
         return _launch_torchrun(args)
     from bioclf.engine import distributed
 
@@ -140,7 +154,7 @@ def cmd_run(args) -> int:
         result = run_suite(
             suite, variants=args.variant, tracking_uri=args.tracking_uri, force=args.force,
             fail_fast=args.fail_fast, dry_run=args.dry_run, quiet=args.quiet,
-            echo=print if ctx.is_main else _silent,
+            echo=print if ctx.is_main else _silent, ray=ray_options,
         )
     finally:
         distributed.shutdown()
@@ -149,6 +163,23 @@ def cmd_run(args) -> int:
 
 def _silent(_: str) -> None:
     pass
+
+
+def _ray_options(args):
+    ray_flags = [flag for flag, value, default in (("--address", args.address, None), ("--cpus-per-run",
+                 args.cpus_per_run, 1.0), ("--gpus-per-run", args.gpus_per_run, 0.0), ("--max-retries",
+                 args.max_retries, 1)) if value != default]
+    if args.executor != "ray":
+        if ray_flags:
+            raise BioclfError(f"{ray_flags[0]} needs --executor ray")
+        return None
+    if args.cpus_per_run <= 0 or args.gpus_per_run < 0 or args.max_retries < 0:
+        raise BioclfError("--cpus-per-run must be > 0, --gpus-per-run and --max-retries >= 0")
+    from bioclf.ray_executor import RayOptions, require_ray
+
+    require_ray()
+    return RayOptions(address=args.address or os.environ.get("RAY_ADDRESS") or None, cpus_per_run=args.cpus_per_run,
+                      gpus_per_run=args.gpus_per_run, max_retries=args.max_retries)
 
 
 def _launch_torchrun(args) -> int:

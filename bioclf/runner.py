@@ -12,7 +12,7 @@ import shutil
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from bioclf.claims import claim
 from bioclf.inventory import num_classes_of, param_counts
@@ -22,6 +22,9 @@ from bioclf.errors import BioclfError, RunFailed
 from bioclf.models import ParamCount, check_param_budget, resolve_weights
 from bioclf.spec.loader import RunSpec, Suite, config_dict, flatten
 from bioclf.spec.schema import RunConfig
+
+if TYPE_CHECKING:
+    from bioclf.ray_executor import RayOptions
 
 Printer = Callable[[str], None]
 
@@ -166,7 +169,11 @@ def run_suite(
     dry_run: bool = False,
     quiet: bool = False,
     echo: Printer = print,
+    ray: "RayOptions | None" = None,
 ) -> SuiteResult:
+    """Every selected run of ``suite``, one after the other in this process (under torchrun:
+    each one data-parallel across the processes), or with ``ray`` as Ray tasks on a cluster
+    (bioclf.ray_executor). The same skip / resume / failure rules either way."""
     runs = suite.select(variants)
     base_dir = suite.path.parent
     ctx = current()
@@ -179,25 +186,41 @@ def run_suite(
         return SuiteResult(suite.name, None)
     counts, scans, fingerprints, tracker, exp_id, parent_id = prepared
 
+    jobs = [(f"[{i}/{len(runs)}] {run.variant} seed {run.seed}", run, counts[run.config_hash], base_dir,
+             scans[_data_key(run)], fingerprints[_data_key(run)], i - 1) for i, run in enumerate(runs, 1)]
     result = SuiteResult(suite.name, parent_id)
     try:
-        for i, run in enumerate(runs, 1):
-            label = f"[{i}/{len(runs)}] {run.variant} seed {run.seed}"
-            outcome = _run_one(tracker, exp_id, parent_id, suite, run, counts[run.config_hash], force, quiet,
-                               echo, label, base_dir, scans[_data_key(run)], fingerprints[_data_key(run)], i - 1)
-            result.outcomes.append(outcome)
-            if outcome.status in ("skipped", "busy"):
-                ctx.broadcast(("next",))
-            if outcome.status == "failed" and fail_fast:
-                echo("stopping: --fail-fast")
-                break
-        ctx.broadcast(("stop",))
+        if ray is not None:
+            from bioclf.ray_executor import run_on_ray
+
+            result.outcomes = run_on_ray(tracker, exp_id, parent_id, suite, jobs, ray, force=force, quiet=quiet,
+                                         fail_fast=fail_fast, echo=echo)
+        else:
+            result.outcomes = _run_here(tracker, exp_id, parent_id, suite, jobs, force=force, quiet=quiet,
+                                        fail_fast=fail_fast, echo=echo, ctx=ctx)
     except KeyboardInterrupt:
         tracker.finish(parent_id, "KILLED")
         raise
     tracker.finish(parent_id, "FAILED" if result.failed else "FINISHED")
     echo(summary_table(result))
     return result
+
+
+def _run_here(tracker, exp_id: str, parent_id: str, suite: Suite, jobs: list[tuple], *, force: bool, quiet: bool,
+              fail_fast: bool, echo: Printer, ctx: Dist) -> list[RunOutcome]:
+    """The runs one after the other in this process (rank 0 of a DDP job: with the others)."""
+    outcomes = []
+    for label, run, count, base_dir, scan, fingerprint, index in jobs:
+        outcome = _run_one(tracker, exp_id, parent_id, suite, run, count, force, quiet, echo, label, base_dir,
+                           scan, fingerprint, index)
+        outcomes.append(outcome)
+        if outcome.status in ("skipped", "busy"):
+            ctx.broadcast(("next",))
+        if outcome.status == "failed" and fail_fast:
+            echo("stopping: --fail-fast")
+            break
+    ctx.broadcast(("stop",))
+    return outcomes
 
 
 def _prepare(suite: Suite, runs: list[RunSpec], base_dir: Path, tracking_uri: str | None, force: bool,

@@ -247,6 +247,11 @@ class Tracker:
         self.client.log_text(run_id, details, "error.txt")
         self.client.set_terminated(run_id, status="FAILED")
 
+    def mark_killed(self, run_id: str, error: str) -> None:
+        """KILLED (resumable by the same command), with why as the error tag."""
+        self.client.set_tag(run_id, TAGS["error"], error[:_MAX_TAG])
+        self.client.set_terminated(run_id, status="KILLED")
+
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
 
@@ -267,9 +272,14 @@ class Tracker:
         return total
 
     def work_root(self) -> Path:
-        """Scratch space for running runs: beside a local store (same disk as its artifacts, so
-        large checkpoints are not copied across file systems), else the user's cache."""
+        """Scratch space for running runs: ``$BIOCLF_WORK_DIR`` when set (a folder every node
+        sees, for multi-node runs: resume and claims work across machines), else beside a local
+        store (same disk as its artifacts, so large checkpoints are not copied across file
+        systems), else the user's cache."""
         store = local_store_dir(self.uri)
-        root = store / ".work" if store else Path.home() / ".cache" / "bioclf" / "work"
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        root = store / ".work" if store else cache / "bioclf" / "work"
+        if os.environ.get("BIOCLF_WORK_DIR"):
+            root = Path(os.environ["BIOCLF_WORK_DIR"]).expanduser()
         root.mkdir(parents=True, exist_ok=True)
         return root

@@ -203,18 +203,11 @@ def generated_dataset(folder: Path, n: int, width: int, height: int) -> Path:
 def loader_config(root: Path, pipeline: str, size: int, batch: int, workers: int):
     from bioclf.spec.schema import DataConfig
 
-    cfg = DataConfig(
-        source="folder", root=str(root), batch_size=batch, num_workers=workers,
-        train_transforms=[
-            {"name": "random_resized_crop", "size": size, "scale": [0.7, 1.0]},
-            {"name": "horizontal_flip", "p": 0.5},
-            {"name": "rotation", "degrees": 20},
-            {"name": "color_jitter", "brightness": 0.15, "contrast": 0.15, "saturation": 0.15, "hue": 0.1},
-            {"name": "affine", "degrees": 0, "translate": [0.1, 0.1], "scale": [0.9, 1.1]},
-            {"name": "random_erasing", "p": 0.2, "scale": [0.02, 0.1]},
-        ],
-        eval_transforms=[{"name": "resize", "size": size}],
-    )
+    sys.path.insert(0, str(Path(__file__).parent))
+    from data_pipeline import report_items
+
+    cfg = DataConfig(source="folder", root=str(root), batch_size=batch, num_workers=workers,
+                     train_transforms=report_items(size), eval_transforms=[{"name": "resize", "size": size}])
     return cfg.model_copy(update={"pipeline": pipeline})
 
 

@@ -146,7 +146,7 @@ def cmd_run(args) -> int:
     if args.nproc is not None and not args.dry_run:
         if ray_options is not None:
             raise BioclfError("--nproc and --executor ray do not combine: a Ray task trains on one process")
-        return _launch_torchrun(args)
+        return _launch_torchrun(args, suite)
     from bioclf.engine import distributed
 
     ctx = distributed.init_from_env(device=suite.runs[0].config.train.device if suite.runs else "auto")
@@ -182,14 +182,22 @@ def _ray_options(args):
                       gpus_per_run=args.gpus_per_run, max_retries=args.max_retries)
 
 
-def _launch_torchrun(args) -> int:
+def _launch_torchrun(args, suite) -> int:
     """``bioclf-exp run ... --nproc N``: the same command under torchrun on this machine."""
     from bioclf.engine.distributed import launched_by_torchrun
+    from bioclf.runner import check_data, preflight
+    from bioclf.tracking import Tracker
 
     if launched_by_torchrun():
         raise BioclfError("--nproc: already running under torchrun; drop --nproc")
     if args.nproc < 1:
         raise BioclfError(f"--nproc must be at least 1, got {args.nproc}")
+    # Bad input (a model over budget, missing weights or data, an unreachable server) exits 2
+    # here with one line, before N processes start and torchrun wraps the error in its own report.
+    runs = suite.select(args.variant)
+    preflight(runs, suite.path.parent)
+    check_data(runs, suite.path.parent)
+    Tracker(args.tracking_uri)
     argv = list(args.argv)
     for i, item in enumerate(argv):  # drop "--nproc N" / "--nproc=N"
         if item == "--nproc":
@@ -353,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     except BioclfError as exc:
         if args.debug:
             raise
-        print(f"bioclf-exp: error: {exc}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank has the error: say it once
+            print(f"bioclf-exp: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("bioclf-exp: interrupted", file=sys.stderr)

@@ -22,20 +22,10 @@ from bioclf.engine import RecordingLogger, train
 from bioclf.engine.distributed import Dist, current
 from bioclf.engine.evaluate import evaluate
 from conftest import TINY, write_spec
+from test_resume import InterruptAt
 
 REPO = Path(__file__).resolve().parents[1]
 WORLD = 2
-
-
-class InterruptAt(RecordingLogger):
-    def __init__(self, n: int):
-        super().__init__()
-        self.n = n
-
-    def log_epoch(self, epoch, metrics):
-        if epoch == self.n:
-            raise KeyboardInterrupt
-        super().log_epoch(epoch, metrics)
 
 
 def _worker(rank: int, folder: str, cfg_json: str) -> None:
@@ -170,3 +160,15 @@ def test_nproc_errors_are_one_line(tmp_path, capsys):
     assert "--nproc must be at least 1" in capsys.readouterr().err
     assert main(["run", str(path), "--nproc", "2", "--variant", "nope"]) == 2
     assert "--variant 'nope'" in capsys.readouterr().err
+
+
+def test_ray_flags_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    from bioclf.cli import main
+
+    path = write_spec(tmp_path, dict(TINY, variants={"full": {}}, baseline="full"))
+    assert main(["run", str(path), "--gpus-per-run", "1"]) == 2
+    assert "--gpus-per-run needs --executor ray" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the [ray] extra were not installed
+    assert main(["run", str(path), "--executor", "ray"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install -e '.[ray]'" in err and len(err.strip().splitlines()) == 1

@@ -17,7 +17,7 @@ from bioclf.tracking import CONTRACT_VERSION
 from conftest import TINY, write_spec
 
 EPOCH_METRICS = {"train_loss", "train_acc", "val_loss", "val_acc", "val_top5_acc", "lr", "epoch_time_s",
-                 "train_images_per_s", "data_time_s", "compute_time_s"}
+                 "train_images_per_s", "data_time_s", "compute_time_s", "train_steps"}
 FINAL_METRICS = {"best_val_acc", "best_val_top5_acc", "val_f1_macro", "val_precision_macro",
                  "val_recall_macro", "best_epoch", "epochs_run", "train_time_s"}
 
@@ -74,6 +74,7 @@ def test_params_are_the_flat_config_and_exact_counts(trained):
         assert json.loads(params["data.train_transforms"]) == run.config.data.train_transforms
         exact = count_params(build_model(run.config.model, 4)).total
         assert int(params["model.num_params"]) == exact == int(params["model.num_trainable_params"])
+        assert params["train.world_size"] == "1"
 
 
 def test_metrics_one_value_per_epoch(trained):
@@ -87,6 +88,8 @@ def test_metrics_one_value_per_epoch(trained):
             history = client.get_metric_history(run_id, name)
             assert sorted(m.step for m in history) == list(range(1, epochs + 1)), name
         assert FINAL_METRICS <= set(child.data.metrics)
+        # 4 classes x 24 train images, batch 16, the incomplete last batch dropped: 6 steps.
+        assert [m.value for m in client.get_metric_history(run_id, "train_steps")] == [6.0] * epochs
         for name in ("best_val_acc", "best_val_top5_acc", "val_f1_macro"):
             assert 0.0 <= child.data.metrics[name] <= 1.0
 

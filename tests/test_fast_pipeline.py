@@ -435,3 +435,22 @@ def test_fast_sample_takes_paths_and_images_alike(tmp_path):
     sample = FastSample([fast.normalize_pipeline([{"name": "center_crop", "size": 16}])[0]])
     assert torch.equal(sample(path), sample(load_rgb(path)))
     assert isinstance(BatchTransform(MEAN, STD), BatchTransform)
+
+
+def test_a_suite_decodes_its_dataset_once(tmp_path, monkeypatch):
+    """Two variants of one suite on a folder dataset with data.resize_cache: the first run
+    resizes every training image, the second none (resize_cache_built_images)."""
+    from bioclf.engine import RecordingLogger, train
+    from test_engine import tiny_config
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    make_dataset(tmp_path / "data", n=4)
+    data = {"source": "folder", "root": str(tmp_path / "data"), "resize_cache": 40, "batch_size": 4,
+            "synthetic": {"num_classes": 2}, "eval_transforms": [{"name": "resize", "size": 16}]}
+    built = []
+    for smoothing in (0.1, 0.0):  # two variants
+        log = RecordingLogger()
+        train(tiny_config(data=data, train={"epochs": 1}, loss={"label_smoothing": smoothing}), log,
+              tmp_path / f"run{smoothing}", quiet=True)
+        built.append(log.summary["resize_cache_built_images"])
+    assert built == [8.0, 0.0]

@@ -23,6 +23,7 @@ paths valid on every node, and a tracking URI every node reaches (``http://`` se
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -73,12 +74,11 @@ def _check_resources(ray, options: RayOptions) -> None:
             raise BioclfError(f"{flag} {want:g}: the Ray cluster has {have:g} {key}(s) in all; no run could start")
 
 
-def run_on_ray(tracker, exp_id: str, parent_id: str, suite, jobs: list[tuple], options: RayOptions, *,
-               force: bool, quiet: bool, fail_fast: bool, echo: Callable[[str], None]) -> list:
-    """Run ``jobs`` (label, run, count, base_dir, scan, fingerprint, index) as Ray tasks;
-    RunOutcomes in job order."""
-    from bioclf.runner import RunOutcome
-
+@contextmanager
+def connected(options: RayOptions):
+    """Ray connected (or a local cluster started) and checked for the resources one run asks
+    for; a cluster started here is stopped on the way out. One started by the caller is used
+    as it is."""
     ray = require_ray()
     started_here = not ray.is_initialized()
     if started_here:
@@ -90,40 +90,53 @@ def run_on_ray(tracker, exp_id: str, parent_id: str, suite, jobs: list[tuple], o
             raise BioclfError(f"--executor ray: could not connect to {where}: {str(exc).splitlines()[0]}") from None
     try:
         _check_resources(ray, options)
-        task = ray.remote(_run_task).options(num_cpus=options.cpus_per_run, num_gpus=options.gpus_per_run,
-                                             max_retries=options.max_retries, retry_exceptions=False)
-        pending = {}
-        for label, run, count, base_dir, scan, fingerprint, index in jobs:
-            ref = task.remote(tracker.uri, exp_id, parent_id, suite, run, count, force, quiet, label, base_dir,
-                              scan, fingerprint, index)
-            pending[ref] = (index, label, run)
-        resources = f"{options.cpus_per_run:g} CPU" + (f", {options.gpus_per_run:g} GPU" if options.gpus_per_run else "")
-        echo(f"ray: {len(jobs)} run(s) submitted ({resources} each) to {options.address or 'a local cluster'}")
-        outcomes: dict[int, RunOutcome] = {}
-        try:
-            while pending:
-                [ref], _ = ray.wait(list(pending), num_returns=1)
-                index, label, run = pending.pop(ref)
-                try:
-                    outcome = ray.get(ref)
-                except ray.exceptions.TaskCancelledError:
-                    outcome = RunOutcome(run.variant, run.seed, run.config_hash, "cancelled", error="--fail-fast")
-                except ray.exceptions.RayError as exc:  # worker / node lost after the retries
-                    outcome = _lost(tracker, exp_id, run, exc, options.max_retries)
-                    echo(f"{label}: KILLED: {outcome.error}")
-                outcomes[index] = outcome
-                if outcome.status == "failed" and fail_fast and pending:
-                    echo("stopping: --fail-fast (cancelling the runs not finished)")
-                    for other in pending:
-                        ray.cancel(other, force=True)
-        except KeyboardInterrupt:
-            for other in pending:
-                ray.cancel(other, force=True)
-            raise
-        return [outcomes[i] for i in sorted(outcomes)]
+        yield ray
     finally:
         if started_here:
             ray.shutdown()
+
+
+def run_on_ray(tracker, exp_id: str, parent_id: str, suite, jobs: list[tuple], options: RayOptions, *,
+               force: bool, quiet: bool, fail_fast: bool, echo: Callable[[str], None]) -> list:
+    """Run ``jobs`` (label, run, count, base_dir, scan, fingerprint, index) as Ray tasks on the
+    cluster ``connected`` joined; RunOutcomes in job order."""
+    from bioclf.runner import RunOutcome
+
+    ray = require_ray()
+    if options.address and tracker.uri.startswith("sqlite:"):
+        echo(f"warning: {tracker.uri} is a file on this machine: workers on other nodes cannot log to it "
+             "(use an http:// tracking server, docs/distributed.md)")
+    task = ray.remote(_run_task).options(num_cpus=options.cpus_per_run, num_gpus=options.gpus_per_run,
+                                         max_retries=options.max_retries, retry_exceptions=False)
+    pending = {}
+    for label, run, count, base_dir, scan, fingerprint, index in jobs:
+        ref = task.remote(tracker.uri, exp_id, parent_id, suite, run, count, force, quiet, label, base_dir,
+                          scan, fingerprint, index)
+        pending[ref] = (index, label, run)
+    resources = f"{options.cpus_per_run:g} CPU" + (f", {options.gpus_per_run:g} GPU" if options.gpus_per_run else "")
+    echo(f"ray: {len(jobs)} run(s) submitted ({resources} each) to {options.address or 'a local cluster'}")
+    outcomes: dict[int, RunOutcome] = {}
+    try:
+        while pending:
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            index, label, run = pending.pop(ref)
+            try:
+                outcome = ray.get(ref)
+            except ray.exceptions.TaskCancelledError:
+                outcome = RunOutcome(run.variant, run.seed, run.config_hash, "cancelled", error="--fail-fast")
+            except ray.exceptions.RayError as exc:  # worker / node lost after the retries
+                outcome = _lost(tracker, exp_id, run, exc, options.max_retries)
+                echo(f"{label}: KILLED: {outcome.error}")
+            outcomes[index] = outcome
+            if outcome.status == "failed" and fail_fast and pending:
+                echo("stopping: --fail-fast (cancelling the runs not finished)")
+                for other in pending:
+                    ray.cancel(other, force=True)
+    except KeyboardInterrupt:
+        for other in pending:
+            ray.cancel(other, force=True)
+        raise
+    return [outcomes[i] for i in sorted(outcomes)]
 
 
 def _lost(tracker, exp_id: str, run, exc: Exception, retries: int):

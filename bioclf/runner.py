@@ -174,6 +174,17 @@ def run_suite(
     """Every selected run of ``suite``, one after the other in this process (under torchrun:
     each one data-parallel across the processes), or with ``ray`` as Ray tasks on a cluster
     (bioclf.ray_executor). The same skip / resume / failure rules either way."""
+    args = dict(variants=variants, tracking_uri=tracking_uri, force=force, fail_fast=fail_fast, dry_run=dry_run,
+                quiet=quiet, echo=echo, ray=ray)
+    if ray is None or dry_run:
+        return _run_suite(suite, **args)
+    from bioclf.ray_executor import connected
+
+    with connected(ray):  # an unreachable or too small cluster exits 2 before the suite run opens
+        return _run_suite(suite, **args)
+
+
+def _run_suite(suite: Suite, *, variants, tracking_uri, force, fail_fast, dry_run, quiet, echo, ray) -> SuiteResult:
     runs = suite.select(variants)
     base_dir = suite.path.parent
     ctx = current()
@@ -200,6 +211,9 @@ def run_suite(
                                         fail_fast=fail_fast, echo=echo, ctx=ctx)
     except KeyboardInterrupt:
         tracker.finish(parent_id, "KILLED")
+        raise
+    except Exception:  # the store or the cluster gave out mid-suite: never leave the suite RUNNING
+        tracker.finish(parent_id, "FAILED")
         raise
     tracker.finish(parent_id, "FAILED" if result.failed else "FINISHED")
     echo(summary_table(result))

@@ -167,3 +167,12 @@ def test_several_writers_on_one_server_lose_nothing_and_duplicate_nothing(server
     assert len(client.search_runs([exp.experiment_id], "tags.`bioclf.role` = 'suite'")) == 1
     trained = sum(out.count(": finished, best val acc") for out in outputs)
     assert trained == 3
+
+
+def test_a_run_larger_than_the_cluster_is_refused_before_the_suite_opens(server, cluster, tmp_path):
+    from bioclf.errors import BioclfError
+
+    suite = _suite(tmp_path, "ray-too-big", {"full": {}}, epochs=1)
+    with pytest.raises(BioclfError, match=r"--gpus-per-run 1: the Ray cluster has 0 GPU"):
+        run_suite(suite, tracking_uri=server.uri, ray=RayOptions(gpus_per_run=1), echo=lambda _: None)
+    assert MlflowClient(server.uri).get_experiment_by_name("ray-too-big") is None

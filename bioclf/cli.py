@@ -195,6 +195,14 @@ def _launch_torchrun(args, suite) -> int:
     # Bad input (a model over budget, missing weights or data, an unreachable server) exits 2
     # here with one line, before N processes start and torchrun wraps the error in its own report.
     runs = suite.select(args.variant)
+    import torch
+
+    from bioclf.engine.device import resolve_device
+
+    devices = {resolve_device(run.config.train.device).type for run in runs}
+    if "cuda" in devices and args.nproc > torch.cuda.device_count():
+        raise BioclfError(f"--nproc {args.nproc}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                          "use one process per GPU, or train.device: cpu")
     preflight(runs, suite.path.parent)
     check_data(runs, suite.path.parent)
     Tracker(args.tracking_uri)

@@ -29,6 +29,8 @@ from typing import Any, Callable, TypeVar
 import torch
 import torch.distributed as dist
 
+from bioclf.errors import BioclfError
+
 T = TypeVar("T")
 
 # Long enough for a rank to wait while rank 0 scans a big dataset or a slow server answers.
@@ -125,7 +127,12 @@ def init_from_env(device: str = "auto") -> Dist:
     if dist.is_initialized():
         return current()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device != "cpu" and torch.cuda.is_available() and local_rank < torch.cuda.device_count()
+    use_cuda = device != "cpu" and torch.cuda.is_available()
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if use_cuda and per_node > torch.cuda.device_count():
+        # Every rank decides alike (same numbers), so all stop here rather than mixing backends.
+        raise BioclfError(f"{per_node} processes per node but {torch.cuda.device_count()} CUDA device(s): "
+                          f"use --nproc {torch.cuda.device_count()} (one process per GPU), or train.device: cpu")
     if use_cuda:
         torch.cuda.set_device(local_rank)
     dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=TIMEOUT)

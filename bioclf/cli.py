@@ -267,6 +267,12 @@ def cmd_ui(args) -> int:
     from bioclf.tracking import resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)
+    if uri.startswith(("http://", "https://")):  # a tracking server serves its own UI
+        from bioclf.tracking import check_server
+
+        check_server(uri)
+        print(f"The tracking server serves the MLflow UI itself: open {uri} in a browser")
+        return EXIT_OK
     mlflow = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
     command = [mlflow, "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
     print(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C to stop)")

@@ -176,3 +176,26 @@ def test_a_run_larger_than_the_cluster_is_refused_before_the_suite_opens(server,
     with pytest.raises(BioclfError, match=r"--gpus-per-run 1: the Ray cluster has 0 GPU"):
         run_suite(suite, tracking_uri=server.uri, ray=RayOptions(gpus_per_run=1), echo=lambda _: None)
     assert MlflowClient(server.uri).get_experiment_by_name("ray-too-big") is None
+
+
+def test_every_command_works_against_the_server(server, tmp_path, capsys):
+    """run, list, predict and ui with --tracking-uri http://... (the report: above)."""
+    from bioclf.cli import main
+
+    path = write_spec(tmp_path, dict(TINY, name="via-server", variants={"full": {}}, baseline="full",
+                                     train={"epochs": 1, "device": "cpu"}))
+    assert main(["run", str(path), "--quiet", "--tracking-uri", server.uri]) == 0
+    assert main(["list", str(path), "--tracking-uri", server.uri]) == 0
+    assert "FINISHED" in capsys.readouterr().out
+    images = tmp_path / "test"
+    images.mkdir()
+    from PIL import Image
+
+    for i in range(3):
+        Image.new("RGB", (24, 24), (40 * i, 90, 200)).save(images / f"{i}.png")
+    out = tmp_path / "prediction.csv"
+    assert main(["predict", str(images), "--experiment", "via-server", "-o", str(out), "--tracking-uri",
+                 server.uri, "--quiet"]) == 0
+    assert len(pd.read_csv(out)) == 3
+    assert main(["ui", "--tracking-uri", server.uri]) == 0
+    assert f"open {server.uri}" in capsys.readouterr().out

@@ -9,6 +9,7 @@ from bioclf.tracking.store import (
     CONTRACT_VERSION,
     MLflowRunLogger,
     Tracker,
+    check_server,
     default_tracking_uri,
     resolve_tracking_uri,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "CONTRACT_VERSION",
     "MLflowRunLogger",
     "Tracker",
+    "check_server",
     "default_tracking_uri",
     "resolve_tracking_uri",
 ]

@@ -22,6 +22,12 @@ EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        # No abbreviated options: `--npr 2` would pass argparse, then be missed when --nproc is
+        # taken out of the command that torchrun runs again.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):  # argparse's own errors exit 2 too, with our one-line form
         self.print_usage(sys.stderr)
         raise SystemExit(f"bioclf-exp: error: {message}")
@@ -143,19 +149,28 @@ def cmd_run(args) -> int:
     suite = load_suite(args.spec, overrides=parse_set_overrides(args.overrides), seeds=args.seeds)
     suite.select(args.variant)  # an unknown --variant is bad input before anything starts
     ray_options = _ray_options(args)
-    if args.nproc is not None and not args.dry_run:
-        if ray_options is not None:
-            raise BioclfError("--nproc and --executor ray do not combine: a Ray task trains on one process")
-        return _launch_torchrun(args, suite)
     from bioclf.engine import distributed
 
-    ctx = distributed.init_from_env(device=suite.runs[0].config.train.device if suite.runs else "auto")
+    if ray_options is not None and (args.nproc is not None or distributed.launched_by_torchrun()):
+        raise BioclfError("--executor ray does not combine with --nproc / torchrun: a Ray task trains in one process")
+    if args.nproc is not None and not args.dry_run:
+        return _launch_torchrun(args, suite)
+    ctx = distributed.init_from_env(device=_device_kind(suite.select(args.variant)))
     try:
         result = run_suite(
             suite, variants=args.variant, tracking_uri=args.tracking_uri, force=args.force,
             fail_fast=args.fail_fast, dry_run=args.dry_run, quiet=args.quiet,
             echo=print if ctx.is_main else _silent, ray=ray_options,
         )
+    except Exception as exc:  # noqa: BLE001
+        if not ctx.enabled or args.debug or isinstance(exc, BioclfError):
+            raise
+        # A DDP job that one rank cannot go on with: the run is marked KILLED (resumable) and
+        # torchrun stops the others; one line here, the traceback with --debug.
+        if ctx.is_main:
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            print(f"bioclf-exp: error: the data-parallel job stopped: {type(exc).__name__}: {first}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     finally:
         distributed.shutdown()
     return EXIT_RUN_FAILED if result.failed else EXIT_OK
@@ -163,6 +178,18 @@ def cmd_run(args) -> int:
 
 def _silent(_: str) -> None:
     pass
+
+
+def _device_kind(runs) -> str:
+    """The one device kind of the selected runs (DDP picks its backend from it: NCCL / gloo)."""
+    kinds = {"cpu" if run.config.train.device == "cpu" else "auto" for run in runs}
+    if len(kinds) > 1:
+        from bioclf.engine.distributed import launched_by_torchrun
+
+        if launched_by_torchrun():
+            raise BioclfError("under torchrun every selected variant must train on the same device kind "
+                              "(some set train.device: cpu); select them with --variant")
+    return kinds.pop() if kinds else "auto"
 
 
 def _ray_options(args):
@@ -216,11 +243,25 @@ def _launch_torchrun(args, suite) -> int:
             break
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
                "-m", "bioclf.cli", *argv]
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # torchrun forwards signals to its workers itself
-    try:
-        return subprocess.call(command)
-    except KeyboardInterrupt:
-        return 130
+    import tempfile
+
+    # torchrun exits 1 whatever its workers' codes were; rank 0 leaves its own here (0 / 1 / 2).
+    with tempfile.TemporaryDirectory(prefix="bioclf-torchrun-") as scratch:
+        code_file = Path(scratch) / "rank0-exit-code"
+        proc = subprocess.Popen(command, env=dict(os.environ, BIOCLF_EXIT_CODE_FILE=str(code_file)))
+        # A SIGTERM to this launcher goes on to torchrun, which passes it to every worker:
+        # rank 0 marks its run KILLED, as without --nproc.
+        signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signal.SIGTERM))
+        while True:
+            try:
+                rc = proc.wait()
+                break
+            except KeyboardInterrupt:  # Ctrl-C reached torchrun and the workers too: wait for them
+                continue
+        try:
+            return int(code_file.read_text())
+        except (OSError, ValueError):
+            return 130 if rc in (-signal.SIGINT, 130) else rc
 
 
 def cmd_list(args) -> int:
@@ -370,6 +411,17 @@ def main(argv: list[str] | None = None) -> int:
             print(exc.code, file=sys.stderr)
             return EXIT_BAD_INPUT
         return EXIT_BAD_INPUT if exc.code else EXIT_OK
+    rc = _dispatch(args)
+    if os.environ.get("BIOCLF_EXIT_CODE_FILE") and "RANK" in os.environ:  # a worker of --nproc's torchrun
+        if os.environ["RANK"] == "0":
+            Path(os.environ["BIOCLF_EXIT_CODE_FILE"]).write_text(str(rc))
+        # The launcher exits with rank 0's code; a non-zero code here would only add
+        # torchrun's multi-page failure report (kept for real crashes) to a one-line error.
+        return EXIT_OK
+    return rc
+
+
+def _dispatch(args) -> int:
     try:
         return COMMANDS[args.command](args)
     except BioclfError as exc:

@@ -120,23 +120,67 @@ def run_on_ray(tracker, exp_id: str, parent_id: str, suite, jobs: list[tuple], o
         while pending:
             [ref], _ = ray.wait(list(pending), num_returns=1)
             index, label, run = pending.pop(ref)
-            try:
-                outcome = ray.get(ref)
-            except ray.exceptions.TaskCancelledError:
-                outcome = RunOutcome(run.variant, run.seed, run.config_hash, "cancelled", error="--fail-fast")
-            except ray.exceptions.RayError as exc:  # worker / node lost after the retries
-                outcome = _lost(tracker, exp_id, run, exc, options.max_retries)
-                echo(f"{label}: KILLED: {outcome.error}")
-            outcomes[index] = outcome
-            if outcome.status == "failed" and fail_fast and pending:
+            outcomes[index] = _collect(ray, ref, tracker, exp_id, run, label, options, echo)
+            if outcomes[index].status == "failed" and fail_fast and pending:
                 echo("stopping: --fail-fast (cancelling the runs not finished)")
-                for other in pending:
-                    ray.cancel(other, force=True)
-    except KeyboardInterrupt:
-        for other in pending:
-            ray.cancel(other, force=True)
+                _cancel(ray, pending, tracker, exp_id, outcomes, "--fail-fast")
+    except BaseException:  # Ctrl-C, or the driver itself failing: stop the tasks, mark their runs
+        _cancel(ray, pending, tracker, exp_id, outcomes, "the driver stopped")
         raise
     return [outcomes[i] for i in sorted(outcomes)]
+
+
+def _collect(ray, ref, tracker, exp_id: str, run, label: str, options: RayOptions, echo):
+    """A finished task's RunOutcome; a task that raised (its own code failed outside training)
+    is a failed run; a task whose worker was lost is a killed run."""
+    from bioclf.runner import RunOutcome
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.TaskCancelledError:
+        return RunOutcome(run.variant, run.seed, run.config_hash, "cancelled", error="cancelled")
+    except ray.exceptions.RayTaskError as exc:  # raised by _run_one itself (not the worker dying)
+        cause = getattr(exc, "cause", None) or exc
+        first = str(cause).splitlines()[0] if str(cause) else ""
+        message = f"{type(cause).__name__}: {first}"
+        run_id = None
+        for found in _running(tracker, exp_id, run):
+            run_id = run_id or found.info.run_id
+            tracker.fail(found.info.run_id, message, str(exc))
+        echo(f"{label}: FAILED: {message}")
+        return RunOutcome(run.variant, run.seed, run.config_hash, "failed", run_id, error=message)
+    except ray.exceptions.RayError as exc:  # worker / node lost after the retries
+        outcome = _lost(tracker, exp_id, run, exc, options.max_retries)
+        echo(f"{label}: KILLED: {outcome.error}")
+        return outcome
+
+
+def _cancel(ray, pending: dict, tracker, exp_id: str, outcomes: dict, reason: str) -> None:
+    """Cancel the tasks not finished. A running task gets a KeyboardInterrupt (not SIGKILL), so
+    it marks its run KILLED itself, resumable; whatever none of them got to mark is marked
+    here. A task that finished meanwhile keeps its outcome."""
+    from bioclf.runner import RunOutcome
+
+    refs = list(pending)
+    for ref in refs:
+        ray.cancel(ref, force=False)
+    ray.wait(refs, num_returns=len(refs), timeout=60)
+    for ref in refs:
+        index, _, run = pending.pop(ref)
+        try:
+            outcomes[index] = ray.get(ref, timeout=0)
+            continue
+        except Exception:  # noqa: BLE001 - cancelled, interrupted or lost: all the same here
+            pass
+        run_id = None
+        for found in _running(tracker, exp_id, run):
+            run_id = run_id or found.info.run_id
+            tracker.mark_killed(found.info.run_id, f"cancelled ({reason}); rerun the same command to resume it")
+        outcomes[index] = RunOutcome(run.variant, run.seed, run.config_hash, "cancelled", run_id, error=reason)
+
+
+def _running(tracker, exp_id: str, run) -> list:
+    return [found for found in tracker.find_variant_runs(exp_id, run.config_hash) if found.info.status == "RUNNING"]
 
 
 def _lost(tracker, exp_id: str, run, exc: Exception, retries: int):
@@ -147,8 +191,7 @@ def _lost(tracker, exp_id: str, run, exc: Exception, retries: int):
     message = (f"the Ray worker running it died ({type(exc).__name__}; {retries} retr"
                f"{'y' if retries == 1 else 'ies'}); rerun the same command to resume it")
     run_id = None
-    for found in tracker.find_variant_runs(exp_id, run.config_hash):
-        if found.info.status == "RUNNING":
-            run_id = run_id or found.info.run_id
-            tracker.mark_killed(found.info.run_id, message)
+    for found in _running(tracker, exp_id, run):
+        run_id = run_id or found.info.run_id
+        tracker.mark_killed(found.info.run_id, message)
     return RunOutcome(run.variant, run.seed, run.config_hash, "killed", run_id, error=message)

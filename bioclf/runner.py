@@ -270,9 +270,10 @@ def _prepare(suite: Suite, runs: list[RunSpec], base_dir: Path, tracking_uri: st
 def _follow(suite: Suite, runs: list[RunSpec], base_dir: Path, ctx: Dist) -> SuiteResult:
     """A rank other than 0: train each run rank 0 trains, in step with it, logging nothing.
 
-    Failures every rank meets alike (a NaN loss, bad data) are rank 0's to record, and the
-    suite goes on; any other error ends this process, and torchrun then stops the job (rank
-    0 marks its run KILLED: the same command resumes it)."""
+    A RunFailed (a NaN loss, an empty loader: decided after an all-reduce, so every rank
+    raises it at the same point) is rank 0's to record, and the suite goes on. Any other
+    error ends this process, and torchrun then stops the job: rank 0 marks its run KILLED
+    (the same command resumes it), or FAILED for bad input."""
     result = SuiteResult(suite.name, None)
     while True:
         message = ctx.broadcast(None)
@@ -285,7 +286,7 @@ def _follow(suite: Suite, runs: list[RunSpec], base_dir: Path, ctx: Dist) -> Sui
         try:
             train(run.config, NullLogger(), Path(workdir), quiet=True, base_dir=base_dir, resume=True,
                   exclude=skipped)
-        except (RunFailed, BioclfError):
+        except RunFailed:
             pass
 
 
@@ -361,11 +362,18 @@ def _train_claimed(tracker, logger, run: RunSpec, workdir: Path, quiet: bool, ec
         raise
     except Exception as exc:  # noqa: BLE001 - one variant's failure must not sink the suite
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if ctx.enabled and not isinstance(exc, (RunFailed, BioclfError)):
+            # Under DDP only a RunFailed (raised on every rank alike, after an all-reduce) lets
+            # the suite go on; anything else may have left the other ranks inside a collective.
+            # End the job; like a kill, the same command resumes the run from its last epoch.
+            tracker.mark_killed(run_id, f"{type(exc).__name__}: {message}")
+            echo(f"{label}: KILLED: {message}; rerun the same command to resume it")
+            raise
         tracker.fail(run_id, f"{type(exc).__name__}: {message}", traceback.format_exc())
         shutil.rmtree(workdir, ignore_errors=True)  # a failed run is retried as a new run, never resumed
         echo(f"{label}: FAILED: {message}")
-        if ctx.enabled and not isinstance(exc, (RunFailed, BioclfError)):
-            raise  # the other ranks may be inside a collective this rank left: end the DDP job
+        if ctx.enabled and not isinstance(exc, RunFailed):
+            raise  # bad input (BioclfError): this rank's alone, maybe; end the DDP job
         return RunOutcome(run.variant, run.seed, run.config_hash, "failed", run_id, error=message)
     tracker.finish(run_id, "FINISHED")
     kept = res.files["checkpoints"]

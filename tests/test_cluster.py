@@ -199,3 +199,17 @@ def test_every_command_works_against_the_server(server, tmp_path, capsys):
     assert len(pd.read_csv(out)) == 3
     assert main(["ui", "--tracking-uri", server.uri]) == 0
     assert f"open {server.uri}" in capsys.readouterr().out
+
+
+def test_fail_fast_cancels_the_others_and_leaves_nothing_running(server, cluster, tmp_path):
+    variants = {"diverges": {"optimizer": {"name": "sgd", "lr": 1e30, "momentum": 0.0}}, "long": {}}
+    suite = _suite(tmp_path, "ray-fail-fast", variants, epochs=40)
+    lines: list[str] = []
+    result = run_suite(suite, tracking_uri=server.uri, ray=RayOptions(cpus_per_run=1), quiet=True, fail_fast=True,
+                       echo=lines.append)
+    assert [o.status for o in result.outcomes] == ["failed", "cancelled"], lines
+    assert "NaN" in result.outcomes[0].error
+    statuses = {r.data.tags["bioclf.variant"]: r.info.status for r in _variant_runs(MlflowClient(server.uri),
+                                                                                    "ray-fail-fast")}
+    assert statuses["diverges"] == "FAILED"
+    assert statuses.get("long", "KILLED") == "KILLED"  # cancelled mid-run: resumable, never RUNNING

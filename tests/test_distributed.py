@@ -74,6 +74,15 @@ def _worker(rank: int, folder: str, cfg_json: str) -> None:
         out["resumed_epochs"] = [m for _, m in resumed.epochs]
         out["ref_summary"], out["resumed_summary"] = reference.summary, resumed.summary
         out["artifacts"] = sorted(reference.artifacts)
+        dist.destroy_process_group()
+        # best.pt scored alone, on the whole val set, must give what the DDP run logged: the
+        # ranks scored their shards with the BatchNorm statistics rank 0 saved.
+        from bioclf.engine.checkpoint import load_checkpoint
+
+        best = build_model(cfg.model, cfg.data.synthetic.num_classes)
+        best.load_state_dict(load_checkpoint(folder / "ref" / "checkpoints" / "best.pt")["model"])
+        alone = evaluate(best, whole.val, loss_fn, device)
+        out["best_pt_eval"] = [alone.loss, alone.acc]
         (folder / f"rank{rank}.json").write_text(json.dumps(out, default=float))
     finally:
         if dist.is_initialized():
@@ -114,6 +123,9 @@ def test_ddp_resume_equals_uninterrupted_and_ranks_agree(ddp_results):
     for name in ("best_val_acc", "best_val_loss", "val_f1_macro", "best_epoch"):
         assert main["resumed_summary"][name] == pytest.approx(main["ref_summary"][name]), name
     assert {"history.csv", "predictions/val.csv", "checkpoints/best.pt"} <= set(main["artifacts"])
+    loss, acc = main["best_pt_eval"]
+    assert acc == main["ref_summary"]["best_val_acc"]
+    assert loss == pytest.approx(main["ref_summary"]["best_val_loss"], rel=1e-5)
     assert other["artifacts"] == [] and other["ref_summary"] == {}  # rank 1 logged nothing
 
 
@@ -152,6 +164,18 @@ def test_torchrun_suite_one_run_whole_val_set_documented_steps(tmp_path, trackin
     assert len(client.search_runs([exp.experiment_id], "tags.`bioclf.variant` = 'full'")) == 1
 
 
+def test_nproc_exits_with_rank_zeros_code_and_no_traceback(tmp_path, tracking_uri):
+    spec = dict(TINY, variants={"full": {}}, baseline="full", train={"epochs": 2, "device": "cpu"},
+                optimizer={"name": "sgd", "lr": 1e30, "momentum": 0.0})
+    path = write_spec(tmp_path, spec)
+    proc = subprocess.run([sys.executable, "-m", "bioclf.cli", "run", str(path), "--nproc", "2", "--quiet",
+                           "--tracking-uri", tracking_uri], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"), cwd=tmp_path)
+    assert proc.returncode == 1  # a run failed (exit 2 would be bad input)
+    assert "FAILED: training loss became nan" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
 def test_nproc_errors_are_one_line(tmp_path, capsys):
     from bioclf.cli import main
 
@@ -168,6 +192,8 @@ def test_ray_flags_errors_are_one_line(tmp_path, capsys, monkeypatch):
     path = write_spec(tmp_path, dict(TINY, variants={"full": {}}, baseline="full"))
     assert main(["run", str(path), "--gpus-per-run", "1"]) == 2
     assert "--gpus-per-run needs --executor ray" in capsys.readouterr().err
+    assert main(["run", str(path), "--npr", "2"]) == 2  # no abbreviations: --nproc is spelled out
+    assert "unrecognized arguments: --npr" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the [ray] extra were not installed
     assert main(["run", str(path), "--executor", "ray"]) == 2
     err = capsys.readouterr().err

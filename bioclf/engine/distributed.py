@@ -88,6 +88,14 @@ class Dist:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
+    def sync_buffers(self, module: torch.nn.Module) -> None:
+        """Rank 0's buffers (BatchNorm running statistics) on every rank. DDP sends them at the
+        start of each training forward only, so after an epoch's last step each rank holds its
+        own; evaluation and the saved checkpoint must use the same ones."""
+        if self.enabled:
+            for buffer in module.buffers():
+                dist.broadcast(buffer, src=0)
+
     def gather(self, value: T) -> list[T]:
         """Every rank's ``value``, in rank order, on every rank."""
         if not self.enabled:
@@ -151,11 +159,13 @@ def train_device(device: torch.device, ctx: Dist) -> torch.device:
     return device
 
 
-def reseed_for_epoch(seed: int, epoch: int, ctx: Dist) -> None:
+def reseed_for_epoch(seed: int, epoch: int, ctx: Dist, loader_generator: torch.Generator | None = None) -> None:
     """Under DDP every rank draws its own augmentation and dropout randomness, a function of
     (seed, epoch, rank) alone: a resumed run continues exactly, on any rank, with no RNG state
-    to save per rank. (The model is initialised before this from the shared seed, and DDP
-    copies rank 0's weights to every rank anyway.)"""
+    to save per rank (with loader workers: as exactly as a single process, whose persistent
+    workers are reseeded on resume). The loader's generator, which seeds the workers, too:
+    a resume restores rank 0's into every rank. (The model is initialised before this from
+    the shared seed, and DDP copies rank 0's weights to every rank anyway.)"""
     import random
 
     import numpy as np
@@ -164,3 +174,5 @@ def reseed_for_epoch(seed: int, epoch: int, ctx: Dist) -> None:
     random.seed(mixed)
     np.random.seed(mixed % 2**32)
     torch.manual_seed(mixed)
+    if loader_generator is not None:
+        loader_generator.manual_seed(mixed + 1)

@@ -323,6 +323,9 @@ def _train(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, d
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     stopper = EarlyStopping(cfg.early_stopping)
 
+    if ctx.enabled and cfg.data.resize_cache:  # any rank may have built part of the cache
+        data.resized_now = int(ctx.sum_(torch.tensor(float(data.resized_now), device=device,
+                                                     dtype=torch.float64)).item())
     last_path = ckpt_dir / "last.pt"
     if ctx.broadcast(resume and last_path.exists()):
         progress = _resume(last_path, model, opt, scheduler, scaler, stopper, data, device)
@@ -344,12 +347,13 @@ def _train(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, d
             break
         epoch_start = time.perf_counter()
         if ctx.enabled:
-            reseed_for_epoch(cfg.train.seed, epoch, ctx)
+            reseed_for_epoch(cfg.train.seed, epoch, ctx, data.train.generator)
             data.train.sampler.set_epoch(epoch)
         lr = current_lr(opt)  # the LR this epoch trains with; a drop shows from the next epoch
         with tqdm(total=n_train, desc=f"epoch {epoch}/{cfg.train.epochs}", unit="img", leave=False,
                   disable=None if show else True, file=sys.stderr, dynamic_ncols=True) as bar:
             metrics = train_one_epoch(step_model, data, loss_fn, opt, scaler, device, dtype, cfg, bar)
+        ctx.sync_buffers(model)
         val = evaluate(eval_model, data.val, loss_fn, device, dtype, channels_last=cfg.model.channels_last,
                        batch_transform=data.eval_batch_transform)
         metrics.update(val_loss=val.loss, val_acc=val.acc, val_top5_acc=val.top5, lr=lr)

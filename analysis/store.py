@@ -24,9 +24,7 @@ import tempfile  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
-from urllib.error import HTTPError, URLError  # noqa: E402
 from urllib.parse import unquote  # noqa: E402
-from urllib.request import urlopen  # noqa: E402
 
 import pandas as pd  # noqa: E402
 from mlflow.entities import Run, ViewType  # noqa: E402
@@ -36,7 +34,8 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from analysis.errors import ReportError  # noqa: E402
 from analysis.suite import EPOCH_METRICS, FINAL_METRICS, NOT_RUN, SuiteData, figure_runs, run_label  # noqa: E402
-from bioclf.tracking import resolve_tracking_uri  # noqa: E402
+from bioclf.errors import BioclfError  # noqa: E402
+from bioclf.tracking import check_server, resolve_tracking_uri  # noqa: E402
 
 ROLE, PARENT = "bioclf.role", "mlflow.parentRunId"
 WORKERS = 8  # artifact downloads and metric histories are I/O bound (HTTP or SQLite)
@@ -56,7 +55,10 @@ class StoreReader:
             if not db.exists():
                 raise ReportError(f"no tracking store at {db} (run bioclf-exp run SPEC first, or pass --tracking-uri)")
         if self.uri.startswith(("http://", "https://")):
-            _check_server(self.uri)
+            try:
+                check_server(self.uri)
+            except BioclfError as exc:
+                raise ReportError(str(exc)) from None
         self.client = MlflowClient(tracking_uri=self.uri)
 
     # ------------------------------------------------------------ suites
@@ -242,17 +244,6 @@ def _repository(artifact_uri: str, tracking_uri: str):
         pool = getattr(repo, "thread_pool", None)
         if pool is not None:
             pool.shutdown(wait=True)
-
-
-def _check_server(uri: str, timeout: float = 10.0) -> None:
-    """Fail in seconds on an unreachable server (MLflow's own retries would take minutes)."""
-    try:
-        with urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
-            pass
-    except HTTPError:
-        pass  # it answered: a proxy or an auth layer may refuse /health, the API may still work
-    except (URLError, OSError) as exc:
-        raise ReportError(f"tracking server {uri} is not reachable ({getattr(exc, 'reason', exc)})") from None
 
 
 def _pick_run(candidates: list[Run], suite_id: str) -> Run | None:

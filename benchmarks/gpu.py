@@ -206,9 +206,8 @@ def loader_config(root: Path, pipeline: str, size: int, batch: int, workers: int
     sys.path.insert(0, str(Path(__file__).parent))
     from data_pipeline import report_items
 
-    cfg = DataConfig(source="folder", root=str(root), batch_size=batch, num_workers=workers,
-                     train_transforms=report_items(size), eval_transforms=[{"name": "resize", "size": size}])
-    return cfg.model_copy(update={"pipeline": pipeline})
+    return DataConfig(source="folder", root=str(root), batch_size=batch, num_workers=workers, pipeline=pipeline,
+                      train_transforms=report_items(size), eval_transforms=[{"name": "resize", "size": size}])
 
 
 def time_loader(trainer: Trainer, root: Path, pipeline: str, size: int, batch: int, workers: int,

@@ -147,15 +147,15 @@ def cmd_run(args) -> int:
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
 
     suite = load_suite(args.spec, overrides=parse_set_overrides(args.overrides), seeds=args.seeds)
-    suite.select(args.variant)  # an unknown --variant is bad input before anything starts
+    runs = suite.select(args.variant)  # an unknown --variant is bad input before anything starts
     ray_options = _ray_options(args)
     from bioclf.engine import distributed
 
     if ray_options is not None and (args.nproc is not None or distributed.launched_by_torchrun()):
         raise BioclfError("--executor ray does not combine with --nproc / torchrun: a Ray task trains in one process")
     if args.nproc is not None and not args.dry_run:
-        return _launch_torchrun(args, suite)
-    ctx = distributed.init_from_env(device=_device_kind(suite.select(args.variant)))
+        return _launch_torchrun(args)
+    ctx = distributed.init_from_env(device=_device_kind(runs))
     try:
         result = run_suite(
             suite, variants=args.variant, tracking_uri=args.tracking_uri, force=args.force,
@@ -209,30 +209,16 @@ def _ray_options(args):
                       gpus_per_run=args.gpus_per_run, max_retries=args.max_retries)
 
 
-def _launch_torchrun(args, suite) -> int:
-    """``bioclf-exp run ... --nproc N``: the same command under torchrun on this machine."""
+def _launch_torchrun(args) -> int:
+    """``bioclf-exp run ... --nproc N``: the same command under torchrun on this machine.
+    Bad input found by the workers (rank 0's preflight, more processes than GPUs) is said
+    once and exits 2, through the exit-code file below."""
     from bioclf.engine.distributed import launched_by_torchrun
-    from bioclf.runner import check_data, preflight
-    from bioclf.tracking import Tracker
 
     if launched_by_torchrun():
         raise BioclfError("--nproc: already running under torchrun; drop --nproc")
     if args.nproc < 1:
         raise BioclfError(f"--nproc must be at least 1, got {args.nproc}")
-    # Bad input (a model over budget, missing weights or data, an unreachable server) exits 2
-    # here with one line, before N processes start and torchrun wraps the error in its own report.
-    runs = suite.select(args.variant)
-    import torch
-
-    from bioclf.engine.device import resolve_device
-
-    devices = {resolve_device(run.config.train.device).type for run in runs}
-    if "cuda" in devices and args.nproc > torch.cuda.device_count():
-        raise BioclfError(f"--nproc {args.nproc}: this machine has {torch.cuda.device_count()} CUDA device(s); "
-                          "use one process per GPU, or train.device: cpu")
-    preflight(runs, suite.path.parent)
-    check_data(runs, suite.path.parent)
-    Tracker(args.tracking_uri)
     argv = list(args.argv)
     for i, item in enumerate(argv):  # drop "--nproc N" / "--nproc=N"
         if item == "--nproc":

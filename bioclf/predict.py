@@ -56,7 +56,6 @@ class PredictResult:
     device: str = "cpu"
     tta: str = "none"
     seconds: float = 0.0
-    run_description: str = ""
 
 
 def _natural_key(name: str):

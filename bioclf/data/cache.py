@@ -41,7 +41,7 @@ from PIL import Image
 
 from bioclf.claims import claim
 from bioclf.data.images import BadImageError, load_rgb
-from bioclf.data.scan import _pool_context, dataset_listing_fingerprint, default_workers
+from bioclf.data.scan import _pool_context, cache_home, dataset_listing_fingerprint, default_workers
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,7 @@ PARALLEL_MIN_FILES = 64
 
 def default_cache_root() -> Path:
     """``$XDG_CACHE_HOME/bioclf/resized``, else ``~/.cache/bioclf/resized``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "bioclf" / "resized"
+    return cache_home() / "resized"
 
 
 def cache_folder(root: str | Path, short_side: int, cache_root: str | Path | None = None) -> Path:

@@ -717,7 +717,7 @@ class _BatchColorJitter:
                 else:  # the reference's quantised shift: int(h * 255) / 255 turn, truncated
                     shift = (torch.trunc(f * 255.0) / 255.0).to(x.device, x.dtype)
                     part = _hsv_hue_shift(part, shift)
-                x = x.index_copy(0, index, part.clamp_(0.0, 1.0))
+                x.index_copy_(0, index, part.clamp_(0.0, 1.0))  # x is this call's own batch
         return x
 
 

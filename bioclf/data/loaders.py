@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from bioclf.data.fast import DEFAULT_PIPELINE, BatchTransform, build_pipeline, check_pipeline
+from bioclf.data.fast import BatchTransform, build_pipeline
 from bioclf.data.folder import ClassFolderDataset, FlatFolderDataset, list_class_folders, read_class_names
 from bioclf.data.synthetic import SyntheticDataset
 from bioclf.data.transforms import build_transform
@@ -56,13 +56,7 @@ class DataBundle:
     # every batch. Only moves the batch unless build_loaders(batch_transforms=True).
     train_batch_transform: BatchTransform = dataclasses.field(default_factory=_mover)
     eval_batch_transform: BatchTransform = dataclasses.field(default_factory=_mover)
-    pipeline: str = DEFAULT_PIPELINE
     resized_now: int = 0  # images the resize cache decoded and resized for this run (0: all reused)
-
-
-def pipeline_of(cfg: "DataConfig") -> str:
-    """``cfg.pipeline`` (default ``fast``), checked."""
-    return check_pipeline(getattr(cfg, "pipeline", None) or DEFAULT_PIPELINE)
 
 
 def batch_split(batch_transforms: bool, device_type: str) -> str:
@@ -97,7 +91,7 @@ def build_datasets(
     ``split``: where the fast pipeline's work runs (see batch_split); each dataset gets the
     matching ``batch_transform`` attribute. No image is decoded here.
     """
-    pipeline = pipeline_of(cfg)
+    pipeline = cfg.pipeline
     train_tf, train_batch = build_pipeline(cfg.train_transforms, cfg.mean, cfg.std, pipeline=pipeline, split=split)
     eval_tf, eval_batch = build_pipeline(cfg.eval_transforms, cfg.mean, cfg.std, pipeline=pipeline, split=split)
     train_ds, val_ds, classes, class_names = _datasets(cfg, base_dir, exclude, train_tf, eval_tf)
@@ -187,11 +181,11 @@ def build_loaders(
     val = _loader(val_ds, cfg, device_type, eval_batch_size(cfg), sampler=val_sampler)
     return DataBundle(train=train, val=val, classes=list(classes), class_names=class_names, num_classes=len(classes),
                       train_batch_transform=train_ds.batch_transform, eval_batch_transform=val_ds.batch_transform,
-                      pipeline=pipeline_of(cfg), resized_now=resized_now)
+                      resized_now=resized_now)
 
 
 def _use_resize_cache(cfg: "DataConfig", train_ds, base_dir) -> int:
-    short_side = getattr(cfg, "resize_cache", None)
+    short_side = cfg.resize_cache
     if not short_side or cfg.source != "folder":
         return 0
     from bioclf.data.cache import resized_paths

@@ -301,10 +301,16 @@ class ScanReport:
         return "".join(f"{rel}\t{reason}\n" for rel, reason in self.bad)
 
 
+def cache_home() -> Path:
+    """bioclf's cache folder, ``$XDG_CACHE_HOME/bioclf``, else ``~/.cache/bioclf``: scans,
+    data-check hashes, resized copies and downloads each keep a subfolder of it."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "bioclf"
+
+
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/bioclf/scans``, else ``~/.cache/bioclf/scans``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "bioclf" / "scans"
+    return cache_home() / "scans"
 
 
 def scan_dataset(

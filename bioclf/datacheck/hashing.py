@@ -33,7 +33,6 @@ import hashlib
 import json
 import logging
 import math
-import multiprocessing
 import os
 import tempfile
 import warnings
@@ -47,7 +46,14 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from bioclf.data.images import one_line, to_rgb
-from bioclf.data.scan import LABELLED_SPLITS, dataset_image_files
+from bioclf.data.scan import (
+    LABELLED_SPLITS,
+    PARALLEL_MIN_FILES,
+    _pool_context,
+    cache_home,
+    dataset_image_files,
+    default_workers,
+)
 from bioclf.errors import BioclfError
 
 if TYPE_CHECKING:
@@ -61,14 +67,12 @@ FINGERPRINT_PREFIX = b"bioclf-data-v1\n"
 FINGERPRINT_CHARS = 32  # an MLflow dataset digest holds at most 36 characters
 PHASH_SIDE = 64  # the grey image the DCT is taken of
 DRAFT_SIZE = (PHASH_SIDE, PHASH_SIDE)
-PARALLEL_MIN_FILES = 200  # below this many files to hash, a process pool costs more than it saves
 _READ_CHUNK = 1 << 20
 
 
 def default_cache_root() -> Path:
     """``$XDG_CACHE_HOME/bioclf``, else ``~/.cache/bioclf``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "bioclf"
+    return cache_home()
 
 
 # --- one file -------------------------------------------------------------------------------
@@ -252,17 +256,6 @@ def _write_cache(path: Path, root: Path, records: dict[str, FileRecord]) -> None
 
 # --- many files -----------------------------------------------------------------------------
 
-def _pool_context():
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else None)
-
-
-def default_workers() -> int:
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, 8))
 
 
 def hash_files(

@@ -21,12 +21,11 @@ list to look at, not proof.
 All pairs are compared, exactly, with no bucketing that could miss a pair: the hashes are
 uint64, one block of rows at a time is XORed with every later hash and the set bits counted
 (``numpy.bitwise_count`` on numpy >= 2, a byte table before). 20,000 hashes are 2e8 pairs:
-1-2 s on a shared 2-core CPU (``benchmark()`` measures it on random hashes, the worst case).
+1-2 s on a shared 2-core CPU (random hashes, the worst case).
 """
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
@@ -44,10 +43,6 @@ def popcount64(values: np.ndarray) -> np.ndarray:
         return np.bitwise_count(values)
     as_bytes = values.view(np.uint8).reshape(values.shape + (8,))
     return _POPCOUNT8[as_bytes].sum(axis=-1, dtype=np.uint8)
-
-
-def hamming(a: int, b: int) -> int:
-    return (int(a) ^ int(b)).bit_count() if hasattr(int, "bit_count") else bin(int(a) ^ int(b)).count("1")
 
 
 def close_pairs(hashes: np.ndarray, threshold: int, block_rows: int = BLOCK_ROWS,
@@ -102,13 +97,4 @@ def near_duplicate_pairs(phashes: np.ndarray, phash256: np.ndarray, phash_thresh
         d256 = np.zeros(0, dtype=np.int64)
     keep = d256 <= phash256_threshold
     return i[keep], j[keep], d64[keep], d256[keep], truncated
-
-
-def benchmark(n: int = 20_000, seed: int = 0) -> float:
-    """Seconds for all pairs of ``n`` random hashes (the worst case: nothing is skipped)."""
-    rng = np.random.default_rng(seed)
-    hashes = rng.integers(0, 2**63, size=n, dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, n, dtype=np.uint64)
-    started = time.perf_counter()
-    close_pairs(hashes, PHASH_THRESHOLD)
-    return time.perf_counter() - started
 

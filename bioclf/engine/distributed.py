@@ -63,10 +63,10 @@ class Dist:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def on_main(self, fn: Callable[[], T], share: bool = False) -> T | None:
+    def on_main(self, fn: Callable[[], T]) -> T | None:
         """``fn()`` run on rank 0 only; its exception re-raised on every rank, so the other
-        ranks never wait for a rank 0 that has given up. Returns ``fn()``'s value on rank 0;
-        on the others None, or (``share``) the same value."""
+        ranks never wait for a rank 0 that has given up. ``fn()``'s value on rank 0, None on
+        the others."""
         if not self.enabled:
             return fn()
         outcome: tuple[str, Any] = ("ok", None)
@@ -74,13 +74,12 @@ class Dist:
         if self.is_main:
             try:
                 value = fn()
-                outcome = ("ok", value if share else None)
             except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
                 outcome = ("error", _picklable(exc))
-        kind, shared = self.broadcast(outcome)
+        kind, error = self.broadcast(outcome)
         if kind == "error":
-            raise shared
-        return value if self.is_main else shared
+            raise error
+        return value
 
     def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
         """In-place sum over ranks (gloo and NCCL both take int64 and float64)."""

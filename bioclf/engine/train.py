@@ -404,9 +404,8 @@ def _wrap(model: nn.Module, cfg: RunConfig, device: torch.device, ctx: Dist) -> 
     from torch.nn.parallel import DistributedDataParallel
 
     ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.train.compile:
-        return torch.compile(ddp), torch.compile(model)
-    return ddp, model
+    # Not compiled for evaluation: a second compilation would cost more than it saves there.
+    return (torch.compile(ddp) if cfg.train.compile else ddp), model
 
 
 def _finish(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, model: nn.Module,

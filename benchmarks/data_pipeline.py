@@ -1,28 +1,28 @@
-"""Training-pipeline throughput per CPU core: the report's pipeline against bioclf's fast one.
+"""Training-pipeline throughput per CPU core: the report's pipeline against bioclf's pipelines.
 
 Every pipeline runs the report's train augmentation (experiments/base.yaml, Table 1):
 RandomResizedCrop(224, scale 0.7-1) -> horizontal flip -> rotation 20 -> ColorJitter(.15, .15,
 .15, hue .1) -> RandomAffine(translate .1, scale .9-1.1) -> ToTensor -> Normalize ->
 RandomErasing(p .2, scale .02-.1), from the JPEG file to a collated, normalised batch of 64:
 
-  report v1          torchvision.transforms v1 on PIL images, ImageFolder's loader (the report)
-  reference v2       bioclf data.pipeline: reference (build_transform: torchvision v2, PIL kernels)
-  fast, full decode  data.pipeline: fast, JPEG draft decoding off
-  fast               data.pipeline: fast (exact hue; draft decoding where the crop allows it)
-  fast_approx_hue    data.pipeline: fast_approx_hue (hue as a colour-matrix turn: approximate)
-  ... + cache        the same, reading data.resize_cache copies (shorter side 1.15 x 224)
-  GPU split (CPU)    data.pipeline: fast with a GPU: the CPU share only (decode + crop); flips,
-                     rotation, jitter, affine, Normalize and erasing run on the GPU batch
+  report v1               torchvision.transforms v1 on PIL images, ImageFolder's loader (the report)
+  reference v2            bioclf data.pipeline: reference (build_transform: torchvision v2, PIL
+                          kernels); what ``auto`` runs on a CPU
+  reference + cache       the same, reading data.resize_cache copies (shorter side 1.15 x 224)
+  device on the CPU       data.pipeline: device with the CPU as the device: decode, crop and every
+                          batch kernel in this process (what a CPU run that names it gets)
+  device: workers' share  data.pipeline: device with a GPU: what is left to the loader workers
+                          (read the file, parse its JPEG header); the rest runs on the GPU
+  ... + cache             the same, reading the resize cache's copies
 
 Each pipeline runs in this process on one core (torch threads = 1), per sample then collated
-into batches of 64 (the fast CPU rows normalise and erase per sample too: on a CPU that is
-cheaper than on the batch, measured). Throughput is images per
-CPU-second of this process (``time.process_time``: what a DataLoader worker core delivers;
-less sensitive to other load than wall time). The pipelines take turns on chunks of 16
-images, so changes in the machine's load hit them alike; that is repeated ``--reps`` times.
-Shown: the median over repetitions of images/s and of the ratio to the report pipeline, and
-the range of that ratio (how much the load still moved it).
-``--workers W`` also times real DataLoaders with W worker processes (wall clock).
+into batches of 64. Throughput is images per CPU-second of this process
+(``time.process_time``: what a DataLoader worker core delivers; less sensitive to other load
+than wall time). The pipelines take turns on chunks of 16 images, so changes in the machine's
+load hit them alike; that is repeated ``--reps`` times. Shown: the median over repetitions of
+images/s and of the ratio to the report pipeline, and the range of that ratio (how much the
+load still moved it). ``--workers W`` also times real DataLoaders with W worker processes
+(wall clock).
 
     python benchmarks/data_pipeline.py                       # 200 generated 500x375 JPEGs
     python benchmarks/data_pipeline.py --folder /path/to/any/images --n 400
@@ -53,7 +53,7 @@ import torch  # noqa: E402
 from PIL import Image, features  # noqa: E402
 
 from bioclf.data.cache import resized_paths  # noqa: E402
-from bioclf.data.fast import build_pipeline  # noqa: E402
+from bioclf.data.pipeline import ReadEncoded, build_pipeline  # noqa: E402
 from bioclf.data.images import is_image_file  # noqa: E402
 
 MEAN = (0.485, 0.456, 0.406)
@@ -143,12 +143,14 @@ def _write_photo(job: tuple[str, int, int, int, int]) -> str:
     return target
 
 
-def generate_jpegs(folder: Path, n: int, width: int, height: int, seed: int = 0) -> list[str]:
+def generate_jpegs(folder: Path, n: int, width: int, height: int, seed: int = 0, classes: int = 2,
+                   split: str = "train") -> list[str]:
     """``n`` photo-like JPEGs (quality 90, 4:2:0 like most camera and web JPEGs) in
-    ``folder/train/<class>/``: a class-folder dataset the resize cache can fingerprint.
-    One seed per image, so the files do not depend on how many processes write them (~40 ms
-    per 500 px image: 4096 of them take minutes on one core, seconds on 16)."""
-    jobs = [(str(folder / "train" / str(i % 2) / f"{i:05d}.jpg"), width, height, seed, i) for i in range(n)]
+    ``folder/<split>/<class>/`` (``classes`` folders, round robin): a class-folder dataset the
+    resize cache can fingerprint. One seed per image, so the files do not depend on how many
+    processes write them (~40 ms per 500 px image: 4096 of them take minutes on one core,
+    seconds on 16)."""
+    jobs = [(str(folder / split / str(i % classes) / f"{i:05d}.jpg"), width, height, seed, i) for i in range(n)]
     if n < 64:
         return [_write_photo(job) for job in jobs]
     from concurrent.futures import ProcessPoolExecutor
@@ -167,14 +169,33 @@ def list_folder(folder: Path, n: int) -> list[str]:
 
 # --- timing ---------------------------------------------------------------------------------------
 
+class _Decoded:
+    """A per-PIL-image transform, taking a path (load_rgb, as the loader does)."""
+
+    def __init__(self, transform: Callable):
+        self.transform = transform
+
+    def __call__(self, path):
+        from bioclf.data.images import load_rgb
+
+        return self.transform(load_rgb(path))
+
+
+def collate_encoded(samples: list):
+    """The device pipeline's collate, for samples without labels."""
+    return ReadEncoded.collate([(sample, 0) for sample in samples])[0]
+
+
 class Variant:
-    def __init__(self, name: str, sample: Callable, batch: Callable | None, paths: list[str], note: str = ""):
+    def __init__(self, name: str, sample: Callable, batch: Callable | None, paths: list[str], note: str = "",
+                 collate: Callable = torch.stack):
         self.name, self.sample, self.batch, self.paths, self.note = name, sample, batch, paths, note
+        self.collate = collate
 
     def run(self, indices) -> float:
         """CPU seconds for these images: sample each, collate, batch stage."""
         start = time.process_time()
-        batch = torch.stack([self.sample(self.paths[i]) for i in indices])
+        batch = self.collate([self.sample(self.paths[i]) for i in indices])
         if self.batch is not None:
             self.batch(batch)
         return time.process_time() - start
@@ -220,7 +241,8 @@ def measure_loaders(variants: list[Variant], workers: int, reps: int) -> dict[st
 
     out: dict[str, list[float]] = {v.name: [] for v in variants}
     loaders = {v.name: DataLoader(Files(v.paths, v.sample), batch_size=BATCH, num_workers=workers,
-                                  persistent_workers=True, prefetch_factor=4) for v in variants}
+                                  persistent_workers=True, prefetch_factor=4,
+                                  collate_fn=None if v.collate is torch.stack else v.collate) for v in variants}
     for v in variants:  # start the workers
         for _ in loaders[v.name]:
             break
@@ -230,7 +252,7 @@ def measure_loaders(variants: list[Variant], workers: int, reps: int) -> dict[st
             for batch in loaders[v.name]:
                 if v.batch is not None:
                     batch = v.batch(batch)
-                n += batch.shape[0]
+                n += len(batch)
             out[v.name].append(n / (time.perf_counter() - start))
     del loaders
     return out
@@ -337,28 +359,25 @@ def main(argv: list[str] | None = None) -> dict:
               f"({cache_cpu / max(1, built) * 1000:.1f} ms CPU each, once per dataset); "
               f"{n_small} already small enough (read from the original)")
 
-        def fast(pipeline, split="none", draft=True):
-            return build_pipeline(items, MEAN, STD, pipeline=pipeline, split=split, draft=draft)
-
-        ref_sample, _ = build_pipeline(items, MEAN, STD, pipeline="reference")
-        gpu_sample, _ = fast("fast", split="device")
+        reference, _, _ = build_pipeline(items, MEAN, STD, "reference")
+        read, stage, _ = build_pipeline(items, MEAN, STD, "device")
         variants = [
             Variant("report v1", report_v1(args.size), None, paths, "torchvision v1, PIL, per-sample Normalize"),
-            Variant("reference v2", ref_sample, None, paths, "pipeline: reference"),
-            Variant("fast, full decode", *fast("fast", draft=False), paths, "exact hue, no JPEG draft"),
-            Variant("fast", *fast("fast"), paths, "pipeline: fast (default)"),
-            Variant("fast_approx_hue", *fast("fast_approx_hue"), paths, "hue approximated (named option)"),
-            Variant("fast + cache", *fast("fast"), cached, f"resize_cache: {short}"),
-            Variant("fast_approx_hue + cache", *fast("fast_approx_hue"), cached, f"resize_cache: {short}"),
-            Variant("GPU split: CPU share", gpu_sample, None, paths, "decode + crop; the rest on the GPU"),
-            Variant("GPU split: CPU share + cache", gpu_sample, None, cached, f"resize_cache: {short}"),
+            Variant("reference v2", _Decoded(reference), None, paths, "pipeline: reference (auto on a CPU)"),
+            Variant("reference + cache", _Decoded(reference), None, cached, f"resize_cache: {short}"),
+            Variant("device on the CPU", read, lambda b: stage(b, "cpu"), paths,
+                    "pipeline: device, CPU as the device", collate_encoded),
+            Variant("device: workers' share", read, None, paths, "read + header; the rest on the GPU",
+                    collate_encoded),
+            Variant("device: workers' share + cache", read, None, cached, f"resize_cache: {short}",
+                    collate_encoded),
         ]
         rows = measure(variants, args.reps)
         print(f"\nper core: {len(paths)} images x {args.reps} interleaved repetitions, crop {args.size}, batch {BATCH}")
         print(table(rows, variants, args.markdown))
         result = {"rows": rows, "machine": machine(), "images": describe(paths)}
         if args.workers > 0:
-            chosen = [variants[0], variants[3], variants[5], variants[7]]
+            chosen = [variants[0], variants[1], variants[2], variants[4]]
             loaders = measure_loaders(chosen, args.workers, max(1, args.reps // 2))
             print(f"\nDataLoader, {args.workers} worker process(es), wall clock:")
             base = max(loaders[chosen[0].name])

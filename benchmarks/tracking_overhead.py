@@ -41,7 +41,7 @@ class TimedLogger:
 
     def __init__(self, inner):
         self.inner = inner
-        self.seconds = {"log_epoch": 0.0, "log_summary": 0.0, "log_artifact": 0.0}
+        self.seconds = {"log_epoch": 0.0, "log_summary": 0.0, "log_artifact": 0.0, "log_tags": 0.0}
         self.epochs = 0
 
     def _timed(self, name, *args, **kwargs):
@@ -60,6 +60,9 @@ class TimedLogger:
 
     def log_artifact(self, path, artifact_dir=None):
         return self._timed("log_artifact", path, artifact_dir)
+
+    def log_tags(self, tags):
+        return self._timed("log_tags", tags)
 
 
 def tiny_config(epochs: int, per_class: int, image_size: int, device: str):
@@ -149,7 +152,8 @@ def main(argv: list[str] | None = None) -> dict:
         epoch_s = statistics.median(mlflow_epochs)
         per_epoch_log = sum(t.seconds["log_epoch"] for t in timed) / sum(t.epochs for t in timed)
         per_run = statistics.median(
-            s + t.seconds["log_summary"] + t.seconds["log_artifact"] for s, t in zip(run_setup, timed))
+            s + t.seconds["log_summary"] + t.seconds["log_artifact"] + t.seconds["log_tags"]
+            for s, t in zip(run_setup, timed))
         overhead = per_epoch_log / epoch_s
         end_to_end = statistics.median(mlflow_s) / statistics.median(null_s)
         from bioclf.engine.device import resolve_device

@@ -29,7 +29,8 @@ def test_data_pipeline_tiny(bench, capsys):
     # results against other processes, which a changed thread count would break).
     assert torch.get_num_threads() == threads and torch.equal(torch.get_rng_state(), rng)
     out = capsys.readouterr().out
-    for name in ("report v1", "reference v2", "fast", "fast_approx_hue", "fast + cache", "GPU split: CPU share"):
+    for name in ("report v1", "reference v2", "reference + cache", "device on the CPU", "device: workers' share",
+                 "device: workers' share + cache"):
         assert name in out
         assert result["rows"][name]["ips"][0] > 0
     assert result["rows"]["report v1"]["ratio"] == [1.0]
@@ -56,8 +57,16 @@ def test_tracking_overhead_tiny(bench, tmp_path, monkeypatch, capsys):
 
 
 def test_gpu_tiny(bench, capsys):
+    """Compute-only, loader-fed (both pipelines, two batch sizes) and a real 2-row suite with
+    its report, whose per-epoch rows come from the store."""
     rows = bench("gpu").main(["--tiny", "--steps", "1"])
     out = capsys.readouterr().out
     assert "GFLOP per training image" in out
-    measured = {row.what.split(",")[0] for row in rows if row.images_per_s}
-    assert {"synthetic", "loader fast", "loader reference"} <= measured
+    measured = {(row.what.split(",")[0], row.batch) for row in rows if row.images_per_s}
+    for batch in (8, 16):
+        assert {("compute only", batch), ("fed: reference", batch), ("fed: device", batch)} <= measured
+    fed = [row for row in rows if row.what.startswith("fed:")]
+    assert all("fed / compute-only" in row.note and "loader wait" in row.note for row in fed)
+    suite = [row for row in rows if row.what.startswith("suite ")]
+    assert len(suite) == 4 and all(row.images_per_s > 0 and "data_time share" in row.note for row in suite)
+    assert "bioclf-report" in out and "device" in out.split("suite:")[-1]

@@ -58,6 +58,11 @@ def test_parent_and_children(trained):
         assert tags["mlflow.parentRunId"] == parent.info.run_id
         assert tags["bioclf.seed"] == str(run.seed) and tags["bioclf.config_hash"] == run.config_hash
         assert tags["bioclf.suite_hash"] == suite.suite_hash and tags["bioclf.contract_version"] == CONTRACT_VERSION
+        # data.pipeline auto on a CPU: the reference pipeline, every component in the workers
+        assert tags["bioclf.data.pipeline"] == "reference"
+        assert tags["bioclf.data.train_stages"] == ("workers: decode, random_resized_crop, horizontal_flip, normalize "
+                                                    "| device: -")
+        assert tags["bioclf.data.eval_stages"] == "workers: decode, resize, normalize | device: -"
     manifest = json.loads(open(client.download_artifacts(parent.info.run_id, "suite.json")).read())
     assert [r["config_hash"] for r in manifest["runs"]] == [r.config_hash for r in suite.runs]
 

@@ -1,9 +1,10 @@
 """Datasets, the augmentation registry and loaders (DESIGN.md, "Data layout").
 
 - images: ``load_rgb`` turns any image Pillow reads into 8-bit RGB, one rule per mode.
-- transforms: the AUGMENTATIONS registry; spec pipeline -> torchvision v2 transform (the
-  reference pipeline).
-- fast: the same spec pipeline with fused kernels and a batch stage (``data.pipeline``).
+- transforms: the AUGMENTATIONS registry: per component its torchvision v2 builder (the
+  reference) and its optional batch kernel.
+- pipeline: where each component runs (``data.pipeline``): per sample in the workers, or
+  decoded and augmented on the device batch.
 - cache: pre-resized copies of the training images, built once per dataset listing
   (``data.resize_cache``).
 - folder: ``ROOT/<split>/<class>/*`` and flat (test) folders.
@@ -12,12 +13,10 @@
 - loaders: DataConfig -> seeded DataLoaders.
 """
 
-from bioclf.data.fast import PIPELINES, BatchTransform, build_pipeline
 from bioclf.data.folder import ClassFolderDataset, FlatFolderDataset, read_class_names
 from bioclf.data.images import IMAGE_EXTENSIONS, BadImageError, load_rgb
 from bioclf.data.loaders import (
     DataBundle,
-    batch_split,
     build_datasets,
     build_loaders,
     build_predict_loader,
@@ -32,6 +31,7 @@ from bioclf.data.scan import (
     scan_dataset,
     scan_images,
 )
+from bioclf.data.pipeline import PIPELINES, BatchStage, Plan, build_pipeline, plan_pipeline, resolve_pipeline
 from bioclf.data.synthetic import SyntheticDataset
 from bioclf.data.transforms import AUGMENTATIONS, TENSOR_STAGE, build_transform, normalize_pipeline
 
@@ -41,14 +41,14 @@ __all__ = [
     "PIPELINES",
     "TENSOR_STAGE",
     "BadImageError",
-    "BatchTransform",
+    "BatchStage",
     "ClassFolderDataset",
     "DataBundle",
     "FlatFolderDataset",
+    "Plan",
     "ScanReport",
     "SyntheticDataset",
     "apply_bad_image_policy",
-    "batch_split",
     "build_datasets",
     "build_pipeline",
     "build_loaders",
@@ -60,7 +60,9 @@ __all__ = [
     "default_cache_dir",
     "load_rgb",
     "normalize_pipeline",
+    "plan_pipeline",
     "read_class_names",
+    "resolve_pipeline",
     "scan_dataset",
     "scan_images",
 ]

@@ -22,7 +22,6 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -75,18 +74,11 @@ def one_line(text: object, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def load_rgb(path: str | Path, draft: Callable[[tuple[int, int]], tuple[int, int] | None] | None = None) -> Image.Image:
-    """Decode ``path`` fully and return it as an 8-bit RGB image (rules in the module docstring).
+def read_image_bytes(path: str | Path) -> bytes:
+    """The whole file at ``path`` in one read (Pillow's decoder would read it in ~4 kB pieces).
 
-    Any failure is a BadImageError (a BioclfError) naming the path, never a PIL traceback.
-    Files that are not regular files (a FIFO named .jpg would block open()) are refused first.
-
-    ``draft`` (optional, used by the fast pipeline): called once, before decoding, with the
-    image's (width, height) as the model will see it (EXIF orientation applied); it returns
-    the smallest (width, height) the caller needs, or None. A JPEG is then decoded with
-    libjpeg's DCT scaling (Pillow's ``draft``) at the largest 1/2, 1/4 or 1/8 scale that stays
-    at least that large; other formats are decoded at full size. The result is smaller than
-    the header size only in that case (by a power of two, rounded up).
+    Files that are not regular files (a FIFO named .jpg would block open()) are refused first;
+    any failure is a BadImageError naming the path.
     """
     try:
         info = os.stat(path)
@@ -98,15 +90,32 @@ def load_rgb(path: str | Path, draft: Callable[[tuple[int, int]], tuple[int, int
     if not stat.S_ISREG(info.st_mode):
         raise BadImageError(f"{path}: not a regular file")
     try:
-        with open(path, "rb") as handle:  # one read: Pillow's decoder would read it in ~4 kB pieces
-            data = handle.read()
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise BadImageError(f"{path}: no such image file") from None
+    except PermissionError:
+        raise BadImageError(f"{path}: cannot read image (permission denied)") from None
+    except OSError as error:
+        raise BadImageError(f"{path}: cannot read image ({one_line(error.strerror or error)})") from None
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Decode ``path`` fully and return it as an 8-bit RGB image (rules in the module docstring).
+
+    Any failure is a BadImageError (a BioclfError) naming the path, never a PIL traceback.
+    """
+    return decode_rgb(read_image_bytes(path), path)
+
+
+def decode_rgb(data: bytes, path: str | Path) -> Image.Image:
+    """The encoded image ``data`` (read from ``path``, named in errors) as 8-bit RGB."""
+    try:
         with Image.open(io.BytesIO(data)) as image:
-            if draft is not None:
-                _apply_draft(image, draft)
             image.load()  # decode now, so a truncated file fails here and not inside a transform
             ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of the decoded image
             return to_rgb(image, copy=False)
-    except FileNotFoundError:
+    except FileNotFoundError:  # a plugin opening a sidecar file
         raise BadImageError(f"{path}: no such image file") from None
     except PermissionError:
         raise BadImageError(f"{path}: cannot read image (permission denied)") from None
@@ -116,31 +125,24 @@ def load_rgb(path: str | Path, draft: Callable[[tuple[int, int]], tuple[int, int
         raise BadImageError(f"{path}: cannot read image ({type(error).__name__}: {one_line(error)})") from None
 
 
-# EXIF orientations that swap width and height (transpose, rotate 90 / 270, transverse).
-_SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
-
-
-def _apply_draft(image: Image.Image, draft: Callable[[tuple[int, int]], tuple[int, int] | None]) -> None:
-    swap = _orientation(image) in _SWAPPING_ORIENTATIONS
-    width, height = image.size
-    wanted = draft((height, width) if swap else (width, height))
-    if wanted is None or image.format != "JPEG":
-        return
-    want_w, want_h = (wanted[1], wanted[0]) if swap else wanted
-    scale = 1
-    for s in (8, 4, 2):  # Pillow's scales; the decoded size is ceil(size / s)
-        if width // s >= want_w and height // s >= want_h:
-            scale = s
-            break
-    if scale > 1:
-        image.draft(image.mode, (width // scale, height // scale))
-
-
-def _orientation(image: Image.Image) -> int:
+def jpeg_header(data: bytes) -> tuple[str, int] | None:
+    """(mode, EXIF orientation) of a JPEG, from its header alone; None for any other file or a
+    header Pillow cannot parse (the full decode then reports it)."""
     try:
-        return int(image.getexif().get(0x0112, 1) or 1)
-    except Exception:  # noqa: BLE001 - a broken EXIF block is load_rgb's business, not draft's
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format != "JPEG":
+                return None
+            return image.mode, exif_orientation(image)
+    except Exception:  # noqa: BLE001 - not parseable: decode_rgb names the problem
+        return None
+
+
+def exif_orientation(image: Image.Image) -> int:
+    try:
+        value = int(image.getexif().get(0x0112, 1) or 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block: exif_transpose ignores it too
         return 1
+    return value if 1 <= value <= 8 else 1
 
 
 def to_rgb(image: Image.Image, copy: bool = True) -> Image.Image:

@@ -5,16 +5,12 @@ seed. With workers, each worker's torch RNG (which drives the v2 augmentations) 
 DataLoader from that generator, and seed_worker passes it on to numpy and random. With
 num_workers=0 the augmentations use torch's global RNG, which the trainer seeds.
 
-Pipelines (``data.pipeline``, see bioclf.data.fast): ``fast`` (default) / ``fast_approx_hue`` run the
-spec's components with fused kernels; ``reference`` is build_transform, the report's pipeline.
-
-Batch stage: ``build_loaders(..., batch_transforms=True)`` with a GPU makes the fast
-pipeline's loaders yield uint8 batches (decoded and cropped by the workers) and puts the rest
-of the work (flips, rotations, colour jitter, affines, Normalize, RandomErasing) in
-``DataBundle.train_batch_transform`` / ``eval_batch_transform``, run on the GPU; the training
-loop calls them on every batch (on the CPU they only move the batch):
-``images = data.train_batch_transform(images, device, memory_format)``. Without it (the
-default) every sample comes out normalised as before and the batch transforms only move.
+Pipelines (``data.pipeline``, see bioclf.data.pipeline): ``reference`` runs the spec's
+components per sample in the workers; ``device`` has the workers read files and decodes and
+augments on the training device; ``auto`` picks ``device`` with CUDA. The loaders feed
+``DataBundle.train_batch_transform`` / ``eval_batch_transform``, which the training loop calls
+on every batch: ``images = data.train_batch_transform(images, device, memory_format)``
+(for ``reference`` they only move the batch).
 """
 
 from __future__ import annotations
@@ -30,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from bioclf.data.fast import BatchTransform, build_pipeline
+from bioclf.data.pipeline import BatchStage, Plan, build_pipeline, resolve_pipeline
 from bioclf.data.folder import ClassFolderDataset, FlatFolderDataset, list_class_folders, read_class_names
 from bioclf.data.synthetic import SyntheticDataset
 from bioclf.data.transforms import build_transform
@@ -41,8 +37,8 @@ if TYPE_CHECKING:  # type only: keeps bioclf.data importable without bioclf.spec
     from bioclf.spec.schema import DataConfig
 
 
-def _mover() -> BatchTransform:
-    return BatchTransform((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), normalize=False)
+def _mover() -> BatchStage:
+    return BatchStage((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), normalize=False)
 
 
 @dataclass
@@ -53,20 +49,19 @@ class DataBundle:
     class_names: list[str]  # display names: from class_names_file, else = classes
     num_classes: int
     # ``(images, device, memory_format=None) -> normalised float32 batch on device``; call on
-    # every batch. Only moves the batch unless build_loaders(batch_transforms=True).
-    train_batch_transform: BatchTransform = dataclasses.field(default_factory=_mover)
-    eval_batch_transform: BatchTransform = dataclasses.field(default_factory=_mover)
+    # every batch (bioclf.data.pipeline.BatchStage).
+    train_batch_transform: BatchStage = dataclasses.field(default_factory=_mover)
+    eval_batch_transform: BatchStage = dataclasses.field(default_factory=_mover)
     resized_now: int = 0  # images the resize cache decoded and resized for this run (0: all reused)
+    pipeline: str = "reference"  # data.pipeline as resolved for this device
+    # where each component ran, e.g. {"train": "workers: read | device: decode, ...", "eval": ...}
+    stages: dict[str, str] = dataclasses.field(default_factory=dict)
 
-
-def batch_split(batch_transforms: bool, device_type: str) -> str:
-    """Where the fast pipeline's work runs (bioclf.data.fast.SPLITS): with a GPU, everything
-    after the crop runs on the batch there; on the CPU everything stays in the workers (a
-    normalised float batch costs the training process as much memory traffic as the workers
-    spend on it per sample, measured, and the workers run in parallel)."""
-    if not batch_transforms or device_type == "cpu":
-        return "none"
-    return "device"
+    def eval_input(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The first validation image as the model sees it (1, C, H, W), on ``device``."""
+        dataset = self.val.dataset
+        batch = self.val.collate_fn([dataset[0]])
+        return self.eval_batch_transform(batch[0], device)
 
 
 def resolve_root(cfg: "DataConfig", base_dir: str | Path | None = None) -> Path:
@@ -83,19 +78,19 @@ def build_datasets(
     cfg: "DataConfig",
     base_dir: str | Path | None = None,
     exclude: Iterable[str] = frozenset(),
-    split: str = "none",
+    pipeline: str = "reference",
 ):
     """(train_ds, val_ds, classes, class_names) for ``cfg``: train gets train_transforms, val eval_transforms.
 
     ``exclude``: absolute image paths to leave out (from apply_bad_image_policy / check_dataset_images).
-    ``split``: where the fast pipeline's work runs (see batch_split); each dataset gets the
-    matching ``batch_transform`` attribute. No image is decoded here.
+    ``pipeline``: the resolved data.pipeline (resolve_pipeline); each dataset gets the matching
+    ``batch_transform`` and ``plan`` attributes. No image is decoded here.
     """
-    pipeline = cfg.pipeline
-    train_tf, train_batch = build_pipeline(cfg.train_transforms, cfg.mean, cfg.std, pipeline=pipeline, split=split)
-    eval_tf, eval_batch = build_pipeline(cfg.eval_transforms, cfg.mean, cfg.std, pipeline=pipeline, split=split)
+    train_tf, train_batch, train_plan = build_pipeline(cfg.train_transforms, cfg.mean, cfg.std, pipeline)
+    eval_tf, eval_batch, eval_plan = build_pipeline(cfg.eval_transforms, cfg.mean, cfg.std, pipeline)
     train_ds, val_ds, classes, class_names = _datasets(cfg, base_dir, exclude, train_tf, eval_tf)
     train_ds.batch_transform, val_ds.batch_transform = train_batch, eval_batch
+    train_ds.plan, val_ds.plan = train_plan, eval_plan
     return train_ds, val_ds, classes, class_names
 
 
@@ -151,13 +146,16 @@ def build_loaders(
     Val: images ``rank, rank + world, ...``, no padding (the trainer gathers the shards).
 
     ``batch_transforms``: the caller applies ``bundle.train_batch_transform`` /
-    ``eval_batch_transform`` to every batch, so the fast pipeline may leave Normalize,
-    RandomErasing (and, on a GPU, flips / rotations / colour / affines) to them.
+    ``eval_batch_transform`` to every batch, so data.pipeline may resolve to ``device``
+    (without it, ``auto`` is ``reference`` and ``device`` is an error).
     With ``data.resize_cache`` the train images are read from the pre-resized copies
     (bioclf.data.cache), built here on first use.
     """
-    train_ds, val_ds, classes, class_names = build_datasets(
-        cfg, base_dir, exclude=exclude, split=batch_split(batch_transforms, device_type))
+    pipeline = resolve_pipeline(cfg.pipeline, device_type if batch_transforms else "cpu")
+    if pipeline == "device" and not batch_transforms:
+        raise BioclfError("data.pipeline: 'device' needs a caller that runs the batch stage (the trainer); "
+                          "use 'reference' here")
+    train_ds, val_ds, classes, class_names = build_datasets(cfg, base_dir, exclude=exclude, pipeline=pipeline)
     resized_now = _use_resize_cache(cfg, train_ds, base_dir)
     if len(train_ds) < 2:
         raise BioclfError(f"data: the train split has {len(train_ds)} image(s); training needs at least 2")
@@ -181,7 +179,8 @@ def build_loaders(
     val = _loader(val_ds, cfg, device_type, eval_batch_size(cfg), sampler=val_sampler)
     return DataBundle(train=train, val=val, classes=list(classes), class_names=class_names, num_classes=len(classes),
                       train_batch_transform=train_ds.batch_transform, eval_batch_transform=val_ds.batch_transform,
-                      resized_now=resized_now)
+                      resized_now=resized_now, pipeline=pipeline,
+                      stages={"train": train_ds.plan.describe(), "eval": val_ds.plan.describe()})
 
 
 def _use_resize_cache(cfg: "DataConfig", train_ds, base_dir) -> int:
@@ -267,4 +266,6 @@ def _loader(
         pin_memory=device_type == "cuda" and cfg.pin_memory,
         persistent_workers=workers > 0,
         worker_init_fn=seed_worker if workers > 0 else None,
+        # the device pipeline's samples are file bytes of any length: its own collate
+        collate_fn=getattr(getattr(dataset, "transform", None), "collate", None),
     )

@@ -1,6 +1,6 @@
 """The interface through which the trainer reports; ``bioclf.tracking`` implements it for MLflow.
 
-The engine never imports mlflow: it calls these three methods, and tests pass a
+The engine never imports mlflow: it calls these four methods, and tests pass a
 ``RecordingLogger`` to check what a run reported.
 """
 
@@ -22,6 +22,9 @@ class RunLogger(Protocol):
     def log_artifact(self, path: Path, artifact_dir: str | None = None) -> None:
         """A file produced by the run, stored under ``artifact_dir``."""
 
+    def log_tags(self, tags: Mapping[str, str]) -> None:
+        """Facts about how the run ran (e.g. where the input pipeline's components ran)."""
+
 
 class NullLogger:
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
@@ -33,6 +36,9 @@ class NullLogger:
     def log_artifact(self, path: Path, artifact_dir: str | None = None) -> None:
         pass
 
+    def log_tags(self, tags: Mapping[str, str]) -> None:
+        pass
+
 
 class RecordingLogger:
     """Keeps everything in memory (artifacts copied, so the run's workdir may go away)."""
@@ -41,6 +47,7 @@ class RecordingLogger:
         self.epochs: list[tuple[int, dict[str, float]]] = []
         self.summary: dict[str, float] = {}
         self.artifacts: dict[str, Path] = {}
+        self.tags: dict[str, str] = {}
         self._dir = Path(tempfile.mkdtemp(prefix="bioclf-recorded-"))
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
@@ -48,6 +55,9 @@ class RecordingLogger:
 
     def log_summary(self, metrics: Mapping[str, float]) -> None:
         self.summary.update(metrics)
+
+    def log_tags(self, tags: Mapping[str, str]) -> None:
+        self.tags.update(tags)
 
     def log_artifact(self, path: Path, artifact_dir: str | None = None) -> None:
         key = f"{artifact_dir}/{path.name}" if artifact_dir else path.name

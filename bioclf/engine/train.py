@@ -152,6 +152,12 @@ def train_one_epoch(
     }
 
 
+def pipeline_tags(data: DataBundle) -> dict[str, str]:
+    """data.pipeline as resolved on this device, and where each component ran."""
+    return {"bioclf.data.pipeline": data.pipeline, "bioclf.data.train_stages": data.stages.get("train", ""),
+            "bioclf.data.eval_stages": data.stages.get("eval", "")}
+
+
 def _write_history(history: list[dict], path: Path) -> pd.DataFrame:
     frame = pd.DataFrame(history)
     frame.to_csv(path, index=False)
@@ -326,6 +332,8 @@ def _train(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, d
     if ctx.enabled and cfg.data.resize_cache:  # any rank may have built part of the cache
         data.resized_now = int(ctx.sum_(torch.tensor(float(data.resized_now), device=device,
                                                      dtype=torch.float64)).item())
+    if main:  # on every start: a resumed run may continue on another kind of device
+        logger.log_tags(pipeline_tags(data))
     last_path = ckpt_dir / "last.pt"
     if ctx.broadcast(resume and last_path.exists()):
         progress = _resume(last_path, model, opt, scheduler, scaler, stopper, data, device)
@@ -416,7 +424,7 @@ def _finish(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, 
     history_frame = _write_history(progress.history, workdir / "history.csv")
     predictions_frame(best.paths, best.labels, best.probs).to_csv(workdir / "predictions" / "val.csv", index=False)
     archived = _archive(workdir, cfg, len(progress.history))
-    image_shape = tuple(data.val.dataset[0][0].shape)
+    image_shape = tuple(data.eval_input(device).shape[1:])
     summary = {
         "best_val_acc": best.acc,
         "best_val_top5_acc": best.top5,

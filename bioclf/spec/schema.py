@@ -68,13 +68,14 @@ class DataConfig(Strict):
         "'error' stops before training and lists the first ones; 'skip' leaves them out, logs the count and the "
         "list as an artifact.",
     )
-    pipeline: Literal["fast", "fast_approx_hue", "reference"] = Field(
-        "fast",
-        description="How the transform lists run. 'fast': fused kernels (one warp for crop + rotation + affine, "
-        "one colour-matrix pass, uint8 until the batch, Normalize and RandomErasing on the batch, on the GPU "
-        "where there is one); same distributions as 'reference' (tested). 'fast_approx_hue': as 'fast' but hue "
-        "jitter as a rotation about the grey axis in YIQ (about 1.5x faster; not torchvision's HSV hue). "
-        "'reference': torchvision v2 transforms per PIL image, the report's pipeline, for exact comparison.",
+    pipeline: Literal["auto", "device", "reference"] = Field(
+        "auto",
+        description="Where the transform lists run. 'device': loader workers only read the files; the batch is "
+        "decoded on the training device (nvJPEG with CUDA), cropped / resized per image there with torchvision's "
+        "own transforms, and every later component runs on the whole batch by its batch kernel (same "
+        "distributions, tested). 'reference': torchvision v2 per PIL image in the workers, the report's "
+        "pipeline. 'auto': 'device' on CUDA, 'reference' on a CPU. The resolved choice and where each component "
+        "ran are logged (tag bioclf.data.pipeline).",
     )
     resize_cache: int | None = Field(
         None, ge=1,

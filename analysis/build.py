@@ -112,7 +112,7 @@ def curves_of(data: SuiteData, rows: pd.DataFrame) -> list[figures.Curves]:
             continue
         max_epochs = r["max_epochs"] if pd.notna(r["max_epochs"]) else None
         curves.append(figures.Curves(h, r["seed"], best_epoch_of(h, r["best_epoch"]),
-                                     stopped_early(h, max_epochs, r["status"]), r["status"]))
+                                     stopped_early(h, max_epochs, r["status"], r.get("stopped_early")), r["status"]))
     return curves
 
 

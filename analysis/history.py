@@ -53,15 +53,20 @@ def best_epoch_of(history: pd.DataFrame, logged: float | None) -> int | None:
     return int(history.loc[history["val_acc"].idxmax(), "epoch"])
 
 
-def stopped_early(history: pd.DataFrame, max_epochs: int | None, status: str) -> bool:
-    """A finished run that ran fewer epochs than configured stopped early."""
-    if history.empty or max_epochs is None or status != "FINISHED":
+def stopped_early(history: pd.DataFrame, max_epochs: int | None, status: str, logged: float | None = None) -> bool:
+    """The run's logged ``stopped_early`` (0/1) when there is one; for runs from before it was
+    logged: a finished run that ran fewer epochs than configured stopped early."""
+    if status != "FINISHED":
+        return False
+    if logged is not None and not pd.isna(logged):
+        return bool(logged)
+    if history.empty or max_epochs is None:
         return False
     return int(history["epoch"].max()) < int(max_epochs)
 
 
 def key_epochs(history: pd.DataFrame, best_epoch: int | None, max_epochs: int | None,
-               status: str = "FINISHED") -> pd.DataFrame:
+               status: str = "FINISHED", logged_stop: float | None = None) -> pd.DataFrame:
     """The rows of Table 2 for one run: first epoch, each LR drop, best, last (or early stop).
 
     Returns the history's rows at those epochs, in epoch order, with an ``event`` column
@@ -84,7 +89,7 @@ def key_epochs(history: pd.DataFrame, best_epoch: int | None, max_epochs: int | 
     if status != "FINISHED":
         mark(last, f"last ({status.lower()})")
     else:
-        mark(last, "early stop" if stopped_early(h, max_epochs, status) else "last")
+        mark(last, "early stop" if stopped_early(h, max_epochs, status, logged_stop) else "last")
     rows = h[h["epoch"].isin(events)].copy()
     rows.insert(1 if "run_id" in rows else 0, "event", [", ".join(events[int(e)]) for e in rows["epoch"]])
     return rows.reset_index(drop=True)

@@ -16,7 +16,7 @@ EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_top5_acc
 # The computational columns (peak memory, model file, latency at batch 16) are final metrics too.
 COST_METRICS = ("peak_rss_mb", "peak_gpu_mem_mb", "checkpoint_mb", "inference_ms_per_image")
 FINAL_METRICS = ("best_val_acc", "best_val_top5_acc", "best_val_loss", "val_f1_macro", "val_precision_macro",
-                 "val_recall_macro", "best_epoch", "epochs_run", "train_time_s", *COST_METRICS)
+                 "val_recall_macro", "best_epoch", "epochs_run", "stopped_early", "train_time_s", *COST_METRICS)
 
 # Metrics recomputed from predictions/val.csv must match the logged ones to within float noise.
 METRIC_TOLERANCE = 1e-9

@@ -265,7 +265,8 @@ def progress_frame(runs: pd.DataFrame, histories: pd.DataFrame) -> pd.DataFrame:
         if h.empty:
             continue
         best = best_epoch_of(h, r["best_epoch"])
-        rows = key_epochs(h, best, r["max_epochs"] if pd.notna(r["max_epochs"]) else None, r["status"])
+        rows = key_epochs(h, best, r["max_epochs"] if pd.notna(r["max_epochs"]) else None, r["status"],
+                          r.get("stopped_early"))
         parts.append(rows.assign(variant=r["variant"], seed=r["seed"]))
     cols = ["variant", "seed", "run_id", "epoch", "event", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
     if not parts:

@@ -267,7 +267,8 @@ def cmd_list(args) -> int:
     print(f"{'variant':<26} {'seed':>5} {'hash':<12} {'params':>13} {'status':<9} {'val acc':>8} {'disk':>9}")
     total = 0
     for run in suite.runs:
-        found = latest.get(run.config_hash)
+        # a run of an earlier release with the same config (re-tagged by the next `run`)
+        found = latest.get(run.config_hash) or (latest.get(run.legacy_hash) if run.legacy_hash else None)
         status = found.info.status if found is not None else "-"
         acc = found.data.metrics.get("best_val_acc") if found is not None else None
         acc_text = f"{100 * acc:.1f}%" if acc is not None else "-"

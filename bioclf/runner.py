@@ -314,6 +314,11 @@ def _run_one(tracker, exp_id: str, parent_id: str, suite: Suite, run: RunSpec, c
         if not mine:
             echo(f"{label}: skipped, another bioclf-exp process is training this config ({run.config_hash})")
             return RunOutcome(run.variant, run.seed, run.config_hash, "busy")
+        if run.legacy_hash and run.legacy_hash != run.config_hash:
+            adopted = tracker.adopt_legacy(exp_id, run.legacy_hash, run.config_hash)
+            if adopted:
+                echo(f"{label}: {adopted} run(s) of an earlier release have the same config; "
+                     f"re-tagged {run.legacy_hash} -> {run.config_hash}")
         previous = tracker.find_variant_runs(exp_id, run.config_hash)
         if not force:
             done = [r for r in previous if r.info.status == "FINISHED"]

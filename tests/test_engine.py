@@ -48,6 +48,16 @@ def test_recording_logger_gets_the_contract(tmp_path):
     for name in ("peak_rss_mb", "checkpoint_mb", "inference_ms_per_image"):
         assert log.summary[name] > 0, name
     assert result.epochs_run == 2 and 1 <= result.best_epoch <= 2
+    assert log.summary["stopped_early"] == 0.0
+
+
+def test_an_early_stop_is_logged_as_a_fact(tmp_path):
+    """patience 1 on a min_delta no epoch can reach: the run stops after its second epoch."""
+    log = RecordingLogger()
+    cfg = tiny_config(train={"epochs": 6}, early_stopping={"enabled": True, "patience": 1, "min_delta": 1e9})
+    result = train(cfg, log, tmp_path, quiet=True)
+    assert result.stopped_early and result.epochs_run == 2
+    assert log.summary["stopped_early"] == 1.0 and log.summary["epochs_run"] == 2.0
 
 
 def test_nan_loss_fails_the_run(tmp_path):

@@ -50,6 +50,14 @@ def test_key_epochs_lists_first_each_lr_drop_best_and_early_stop():
     assert [d.epoch for d in lr_drops(h)] == [5, 9]
 
 
+def test_key_epochs_use_the_logged_stopped_early_over_inference():
+    h = history([1e-3] * 10)
+    # 10 of 20 epochs, but the run says it did not stop early (e.g. train.epochs was lowered for a resume)
+    assert key_epochs(h, best_epoch=3, max_epochs=20, logged_stop=0.0)["event"].iloc[-1] == "last"
+    assert key_epochs(h, best_epoch=3, max_epochs=10, logged_stop=1.0)["event"].iloc[-1] == "early stop"
+    assert key_epochs(h, best_epoch=3, max_epochs=20, logged_stop=float("nan"))["event"].iloc[-1] == "early stop"
+
+
 def test_key_epochs_merges_events_of_one_epoch_and_marks_unfinished_runs():
     h = history([1e-3] * 3)
     assert list(key_epochs(h, best_epoch=3, max_epochs=3)["event"]) == ["first", "best, last"]

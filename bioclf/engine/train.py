@@ -432,6 +432,7 @@ def _finish(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, 
         **macro_scores(best.labels, best.probs.argmax(1)),
         "best_epoch": float(progress.best_epoch),
         "epochs_run": float(len(progress.history)),
+        "stopped_early": float(stopped_early),
         "train_time_s": float(sum(row["epoch_time_s"] for row in progress.history)),
         # The report's computational table: memory, model file, latency per image at batch 16.
         "peak_rss_mb": peak_rss_mb(),

@@ -21,7 +21,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from bioclf.errors import BioclfError
-from bioclf.spec.schema import CONFIG_SECTIONS, UNHASHED_FIELDS, RunConfig
+from bioclf.spec.hashing import config_dict, flatten, hash_config, legacy_hash  # noqa: F401 (re-exported)
+from bioclf.spec.schema import CONFIG_SECTIONS, RunConfig
 
 SPEC_KEYS = ("extends", "name", "description", "baseline", "seeds", "variants")
 DEFAULT_VARIANT = "base"
@@ -35,6 +36,8 @@ class RunSpec:
     seed: int
     config: RunConfig
     config_hash: str
+    # the version-1 hash of the same config (bioclf.spec.hashing.legacy_hash), or None
+    legacy_hash: str | None = None
 
 
 @dataclass
@@ -209,29 +212,6 @@ def validate_config(raw: dict[str, Any], where: str) -> RunConfig:
 # ---------------------------------------------------------------- hashing and flattening
 
 
-def config_dict(cfg: RunConfig) -> dict[str, Any]:
-    return cfg.model_dump(mode="json")
-
-
-def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
-
-
-def hash_config(cfg: RunConfig) -> str:
-    """A stable 12-hex-digit hash of what changes results: same config -> same hash in any
-    process and key order; fields in UNHASHED_FIELDS (workers, device, progress bars) left out."""
-    flat = {k: v for k, v in flatten(config_dict(cfg)).items() if k not in UNHASHED_FIELDS}
-    blob = json.dumps(flat, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
 def parse_set_overrides(items: list[str] | None) -> dict[str, Any]:
     """``["train.epochs=2", "model.head.hidden_dim=null"]`` -> dotted mapping (values are YAML)."""
     out: dict[str, Any] = {}
@@ -300,7 +280,7 @@ def load_suite(
             raw = deep_merge(deep_merge(merged, over), cli)
             raw = deep_merge(raw, {"train": {"seed": seed}})
             cfg = validate_config(raw, f"{where}: variants.{vname}" if vover else where)
-            runs.append(RunSpec(vname, seed, cfg, hash_config(cfg)))
+            runs.append(RunSpec(vname, seed, cfg, hash_config(cfg), legacy_hash(cfg)))
 
     suite_blob = json.dumps([name, [(r.variant, r.seed, r.config_hash) for r in runs]])
     return Suite(

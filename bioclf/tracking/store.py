@@ -28,6 +28,7 @@ TAGS = {
     "variant": "bioclf.variant",
     "seed": "bioclf.seed",
     "config_hash": "bioclf.config_hash",
+    "config_hash_v1": "bioclf.config_hash_v1",
     "suite_hash": "bioclf.suite_hash",
     "contract": "bioclf.contract_version",
     "error": "bioclf.error",
@@ -212,6 +213,16 @@ class Tracker:
             run_view_type=ViewType.ACTIVE_ONLY,
             order_by=["attributes.start_time DESC"],
         )
+
+    def adopt_legacy(self, experiment_id: str, legacy_hash: str, config_hash: str) -> int:
+        """Re-tag the runs of an older hash version (``legacy_hash``) with ``config_hash``, the
+        same config's current hash; the old value stays in ``bioclf.config_hash_v1``. Returns how
+        many were re-tagged (docs/tracking.md, "Config hash")."""
+        found = self.find_variant_runs(experiment_id, legacy_hash)
+        for run in found:
+            self.client.log_batch(run.info.run_id, tags=[RunTag(TAGS["config_hash"], config_hash),
+                                                        RunTag(TAGS["config_hash_v1"], legacy_hash)])
+        return len(found)
 
     def variant_runs(self, experiment_id: str) -> list:
         return self.client.search_runs(

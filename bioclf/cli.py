@@ -141,7 +141,6 @@ def _sigterm_as_interrupt(signum, frame):
 
 
 def cmd_run(args) -> int:
-    from bioclf.runner import run_suite
     from bioclf.spec import load_suite, parse_set_overrides
 
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
@@ -149,12 +148,19 @@ def cmd_run(args) -> int:
     suite = load_suite(args.spec, overrides=parse_set_overrides(args.overrides), seeds=args.seeds)
     runs = suite.select(args.variant)  # an unknown --variant is bad input before anything starts
     ray_options = _ray_options(args)
+    if args.dry_run:  # no torch, no store: the inventory alone
+        from bioclf.inventory import dry_run
+
+        print(dry_run(suite, args.variant))
+        return EXIT_OK
     from bioclf.engine import distributed
 
     if ray_options is not None and (args.nproc is not None or distributed.launched_by_torchrun()):
         raise BioclfError("--executor ray does not combine with --nproc / torchrun: a Ray task trains in one process")
     if args.nproc is not None and not args.dry_run:
         return _launch_torchrun(args)
+    from bioclf.runner import run_suite
+
     ctx = distributed.init_from_env(device=_device_kind(runs))
     try:
         result = run_suite(
@@ -256,7 +262,7 @@ def cmd_list(args) -> int:
     from bioclf.tracking import Tracker
 
     suite = load_suite(args.spec, overrides=parse_set_overrides(args.overrides), seeds=args.seeds)
-    counts = param_counts(suite.runs, suite.path.parent)  # meta device: no weights fetched
+    counts = param_counts(suite.runs, suite.path.parent)  # by formula: no model built
     tracker = Tracker(args.tracking_uri)
     exp_id = tracker.experiment_id(suite.name, create=False)
     latest: dict[str, object] = {}

@@ -1,15 +1,18 @@
-"""What a suite will build, without building it: class counts and exact parameter counts.
+"""What a suite will build, without building it: class counts, exact parameter counts, the
+parameter budget, and the dry run's description.
 
-Kept apart from the runner so that ``bioclf-exp list`` and ``--dry-run`` do not import the
-training engine (its imports alone take seconds).
+Imports no torch and no MLflow (bioclf.models.catalog counts by formula, class folders are
+listed by name): ``bioclf-exp list`` and ``run --dry-run`` answer in a fraction of a second.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bioclf.models import ParamCount, model_param_count
-from bioclf.spec.loader import RunSpec
+from bioclf.data.folder import count_classes
+from bioclf.errors import BioclfError
+from bioclf.models.catalog import ParamCount, check_param_budget, param_count
+from bioclf.spec.loader import RunSpec, Suite
 from bioclf.spec.schema import RunConfig
 
 
@@ -19,19 +22,49 @@ def num_classes_of(cfg: RunConfig, base_dir: Path | None = None) -> int:
         return cfg.data.num_classes
     if cfg.data.source == "synthetic":
         return cfg.data.synthetic.num_classes
-    from bioclf.data import build_datasets  # folder names only; no image is decoded
-
-    _, _, classes, _ = build_datasets(cfg.data, base_dir=base_dir)
-    return len(classes)
+    return count_classes(cfg.data, base_dir)
 
 
 def param_counts(runs: list[RunSpec], base_dir: Path | None = None) -> dict[str, ParamCount]:
-    """Exact parameter counts per config hash, on the meta device (no weights allocated)."""
+    """Exact parameter counts per config hash (by formula: no model is built)."""
     counts: dict[str, ParamCount] = {}
     classes: dict[str, int] = {}
     for run in runs:
         data_key = repr(run.config.data.model_dump(include={"source", "root", "synthetic"}))
         if data_key not in classes:
             classes[data_key] = num_classes_of(run.config, base_dir)
-        counts[run.config_hash] = model_param_count(run.config.model, classes[data_key])
+        counts[run.config_hash] = param_count(run.config.model, classes[data_key])
     return counts
+
+
+def checked_param_counts(runs: list[RunSpec], base_dir: Path | None = None) -> dict[str, ParamCount]:
+    """param_counts, with every run checked against its model.max_params (BioclfError naming it)."""
+    counts = param_counts(runs, base_dir)
+    for run in runs:
+        try:
+            check_param_budget(run.config.model, counts[run.config_hash])
+        except BioclfError as exc:
+            raise BioclfError(f"variant {run.variant}: {exc}") from None
+    return counts
+
+
+def describe_runs(suite: Suite, runs: list[RunSpec], counts: dict[str, ParamCount]) -> str:
+    """Variants with their diff from the baseline and their parameter counts (--dry-run)."""
+    lines = [f"suite {suite.name}: {len(runs)} run(s), baseline {suite.baseline}, seeds {suite.seeds}"]
+    seen: set[str] = set()
+    for run in runs:
+        if run.variant in seen:
+            continue
+        seen.add(run.variant)
+        diff = suite.diff_from_baseline(run.variant)
+        mark = " (baseline)" if run.variant == suite.baseline else ""
+        lines.append(f"  {run.variant}{mark}  params {counts[run.config_hash].total:,}  hash {run.config_hash}")
+        for key, (base, mine) in diff.items():
+            lines.append(f"      {key}: {base!r} -> {mine!r}")
+    return "\n".join(lines)
+
+
+def dry_run(suite: Suite, variants: list[str] | None = None) -> str:
+    """What ``run --dry-run`` prints: every selected run checked (budget, class folders) and described."""
+    runs = suite.select(variants)
+    return describe_runs(suite, runs, checked_param_counts(runs, suite.path.parent))

@@ -36,9 +36,7 @@ class Registry:
         return self._items[name]
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, self.names(), n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        return f"unknown {self.kind} {name!r}{hint}; valid: {', '.join(self.names())}"
+        return unknown_message(self.kind, name, self.names())
 
     def names(self) -> list[str]:
         return sorted(self._items)
@@ -51,3 +49,19 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def unknown_message(kind: str, name: str, valid) -> str:
+    """``unknown <kind> 'x' (did you mean y?); valid: a, b, c``: the one wording of every registry."""
+    valid = sorted(valid)
+    close = difflib.get_close_matches(str(name), valid, n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return f"unknown {kind} {name!r}{hint}; valid: {', '.join(valid)}"
+
+
+def known_name(name: str, valid, kind: str) -> str:
+    """``name`` if it is in ``valid`` (a Registry or any collection of names), else a ValueError
+    listing the valid names (the schema's one validator for every registry-backed field)."""
+    if name not in valid:
+        raise ValueError(unknown_message(kind, name, valid))
+    return name

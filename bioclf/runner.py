@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from bioclf.claims import claim
-from bioclf.inventory import num_classes_of, param_counts
+from bioclf.inventory import checked_param_counts, describe_runs, num_classes_of
 from bioclf.engine import NullLogger, train
 from bioclf.engine.distributed import Dist, current
 from bioclf.errors import BioclfError, RunFailed
-from bioclf.models import ParamCount, check_param_budget, resolve_weights
+from bioclf.models import resolve_weights
+from bioclf.models.catalog import ParamCount
 from bioclf.spec.loader import RunSpec, Suite, config_dict, flatten
 from bioclf.spec.schema import RunConfig
 
@@ -98,14 +99,10 @@ def data_fingerprints(runs: list[RunSpec], base_dir: Path | None, echo: Printer)
 def preflight(runs: list[RunSpec], base_dir: Path | None = None, *, deep: bool = True) -> dict[str, ParamCount]:
     """Everything that can be checked before training: parameter budget and, when ``deep``,
     data folders and pretrained weights (fetched now if missing and the network allows)."""
-    counts = param_counts(runs, base_dir)
+    counts = checked_param_counts(runs, base_dir)
     weights_checked: set[tuple[str, str]] = set()
     for run in runs:
         cfg = run.config
-        try:
-            check_param_budget(cfg.model, counts[run.config_hash])
-        except BioclfError as exc:
-            raise BioclfError(f"variant {run.variant}: {exc}") from None
         key = (cfg.model.backbone, str(cfg.model.pretrained))
         if deep and cfg.model.pretrained and key not in weights_checked:
             resolve_weights(cfg.model)
@@ -121,25 +118,6 @@ def run_params(cfg: RunConfig, num_classes: int, count: ParamCount) -> dict[str,
                    # processes of a data-parallel run: one optimizer step sees world_size x batch_size images
                    "train.world_size": current().world})
     return params
-
-
-# ---------------------------------------------------------------- dry run
-
-
-def describe_runs(suite: Suite, runs: list[RunSpec], counts: dict[str, ParamCount]) -> str:
-    """Variants with their diff from the baseline and their parameter counts (--dry-run)."""
-    lines = [f"suite {suite.name}: {len(runs)} run(s), baseline {suite.baseline}, seeds {suite.seeds}"]
-    seen: set[str] = set()
-    for run in runs:
-        if run.variant in seen:
-            continue
-        seen.add(run.variant)
-        diff = suite.diff_from_baseline(run.variant)
-        mark = " (baseline)" if run.variant == suite.baseline else ""
-        lines.append(f"  {run.variant}{mark}  params {counts[run.config_hash].total:,}  hash {run.config_hash}")
-        for key, (base, mine) in diff.items():
-            lines.append(f"      {key}: {base!r} -> {mine!r}")
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- the suite

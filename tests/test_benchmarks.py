@@ -70,3 +70,12 @@ def test_gpu_tiny(bench, capsys):
     suite = [row for row in rows if row.what.startswith("suite ")]
     assert len(suite) == 4 and all(row.images_per_s > 0 and "data_time share" in row.note for row in suite)
     assert "bioclf-report" in out and "device" in out.split("suite:")[-1]
+
+
+def test_startup_tiny(bench, capsys):
+    median = bench("startup").main(["--tiny"])
+    out = capsys.readouterr().out
+    assert "target <= 0.5 s" in out and "of importing MLflow" in out
+    assert all(seconds > 0 for seconds in median.values())
+    # the commands that import neither torch nor MLflow take less than importing torch
+    assert median["bioclf-exp validate"] < median["import torch"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from bioclf.cli import main
-from conftest import EXPERIMENTS, TINY, write_spec
+from conftest import EXPERIMENTS, REPO, TINY, write_spec
 
 
 def run_cli(capsys, *argv):
@@ -141,3 +142,21 @@ def test_fail_fast_stops_at_the_first_failure(capsys, tracking_uri, tmp_path):
     path = write_spec(tmp_path, spec)
     code, out, _ = run_cli(capsys, "run", str(path), "--quiet", "--fail-fast")
     assert code == 1 and "--fail-fast" in out and "never_run seed" not in out
+
+
+@pytest.mark.parametrize("argv, mlflow", [
+    (["--help"], False),
+    (["validate", "experiments/aug_ablation.yaml"], False),
+    (["run", "experiments/aug_ablation.yaml", "--dry-run"], False),
+    (["list", "experiments/aug_ablation.yaml"], True),
+])
+def test_everyday_commands_do_not_import_torch(argv, mlflow, tmp_path):
+    """Imports decide how long these take (torch alone is seconds): --help, validate and a dry
+    run import neither torch nor MLflow; list imports MLflow to read the store, never torch."""
+    code = ("import sys\nfrom bioclf.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print('MODULES', 'torch' in sys.modules, 'mlflow' in sys.modules)")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=REPO, env=env,
+                          timeout=120)
+    last = done.stdout.strip().splitlines()[-1]
+    assert last == f"MODULES False {mlflow}", done.stdout[-2000:] + done.stderr[-2000:]

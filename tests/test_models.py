@@ -61,9 +61,45 @@ def test_resnext101_with_the_report_head_is_87_8m():
     assert count.trainable == count.total
 
 
-def test_meta_count_equals_real_count():
+def test_formula_count_equals_real_count():
     cfg = ModelConfig(backbone="resnet18", head=HeadConfig(hidden_dim=64))
     assert model_param_count(cfg, 10) == count_params(build_model(cfg, 10))
+
+
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_the_catalog_matches_torchvision(name):
+    """Feature width, trunk size and weight names of every backbone, against a build on the
+    meta device and torchvision's weights enum (a torchvision upgrade that moves one fails here)."""
+    import torchvision.models as tvm
+
+    from bioclf.models.backbones import build_backbone
+    from bioclf.models.catalog import BACKBONES_INFO
+
+    info = BACKBONES_INFO[name]
+    with torch.device("meta"):
+        trunk, features = build_backbone(name)
+    assert (features, count_params(trunk).total) == (info.features, info.trunk_params)
+    assert info.weights == tuple(w.name for w in tvm.get_model_weights(name))
+    for head in (HeadConfig(), HeadConfig(hidden_dim=None, dropout_in=0, dropout_hidden=0, batchnorm=False)):
+        cfg = ModelConfig(backbone=name, head=head)
+        with torch.device("meta"):
+            built = count_params(build_model(cfg, 13))
+        assert model_param_count(cfg, 13) == built
+
+
+def test_the_registry_and_the_catalog_hold_the_same_backbones():
+    from bioclf.models.catalog import BACKBONES_INFO
+
+    assert sorted(BACKBONES_INFO) == BACKBONES.names()
+
+
+def test_unknown_weights_list_the_valid_ones():
+    from bioclf.errors import BioclfError as Error
+    from bioclf.spec.loader import validate_config
+
+    with pytest.raises(Error, match="unknown weights 'IMAGENET1K_V3' for resnet50; valid: DEFAULT, IMAGENET1K_V1, "
+                                    "IMAGENET1K_V2, or false"):
+        validate_config({"model": {"backbone": "resnet50", "pretrained": "IMAGENET1K_V3"}}, "spec.yaml")
 
 
 def test_budget_error_states_both_numbers():

@@ -1,5 +1,6 @@
 """Augmentation registry, spec pipeline validation and the built transform (CPU, generated images)."""
 
+import inspect
 import pickle
 
 import numpy as np
@@ -7,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from bioclf.data.transforms import AUGMENTATIONS, TENSOR_STAGE, build_transform, normalize_pipeline
+from bioclf.data.augmentations import AUGMENTATIONS, TENSOR_STAGE, normalize_pipeline
+from bioclf.data.transforms import build_transform
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -201,3 +203,76 @@ def test_built_transform_pickles():
     expected = transform(image)
     torch.manual_seed(1)
     assert torch.equal(clone(image), expected)
+
+
+# --- the registry's checks accept exactly what torchvision's constructors accept ------------
+
+PARITY = {
+    "horizontal_flip": [{"p": v} for v in (0, 0.5, 1, -0.1, 1.5, "x", None, True)],
+    "rotation": [{"degrees": v} for v in (0, 20, -5, [-10, 10], [10, -10], [1, 2, 3], "x", None)],
+    "color_jitter": [{k: v} for k in ("brightness", "contrast", "saturation")
+                     for v in (0, 0.5, 2, -0.1, [0.5, 1.5], [-1, 1], [2, 1], "x")]
+                    + [{"hue": v} for v in (0, 0.1, 0.5, 0.6, -0.1, [-0.2, 0.2], [-0.6, 0.1], [0.3, 0.1])],
+    "affine": [{"translate": v} for v in ([0.1, 0.1], [0, 1], [1.5, 0.1], [-0.1, 0.1], [0.1], None)]
+              + [{"scale": v} for v in ([0.9, 1.1], [0, 1], [-1, 1], [1.1, 0.9], None)]
+              + [{"degrees": v} for v in (0, 10, -1, [5, -5])],
+    "random_erasing": [{"p": v} for v in (0, 0.2, 1.2)]
+                      + [{"scale": v} for v in ([0.02, 0.1], [0.0, 1.0], [-0.1, 0.5], [0.5, 1.5], [0.2, 0.1])]
+                      + [{"value": v} for v in (0, 1.5, [0.1, 0.2, 0.3], "random", "x", None)],
+    "random_resized_crop": [{"scale": v} for v in ([0.08, 1.0], [0.5, 0.2], [0.1, 0.2, 0.3])]
+                           + [{"size": v} for v in (224, [224, 200], 0, "x")],
+    "random_crop": [{"padding": v} for v in (None, 4, [1, 2], [1, 2, 3, 4], [1, 2, 3], "x")],
+}
+
+
+def _torchvision_accepts(name: str, params: dict) -> bool:
+    """torchvision's constructor on the same arguments (reversed ranges, which torchvision only
+    warns about, count as refused: the registry refuses them on purpose)."""
+    import warnings
+
+    from torchvision.transforms import v2
+
+    from bioclf.data import augmentations as A
+
+    tv_names = {"horizontal_flip": "RandomHorizontalFlip", "rotation": "RandomRotation",
+                "color_jitter": "ColorJitter", "affine": "RandomAffine", "random_erasing": "RandomErasing",
+                "random_resized_crop": "RandomResizedCrop", "random_crop": "RandomCrop"}
+    defaults = {k: p.default for k, p in inspect.signature(A.AUGMENTATIONS.get(name)).parameters.items()}
+    args = {k: (tuple(v) if isinstance(v, list) else v) for k, v in {**defaults, **params}.items()}
+    if name == "random_erasing" and args.get("value") is None:
+        return False  # torchvision: "value should be either a number or str or a sequence"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            getattr(v2, tv_names[name])(**args)
+        return True
+    except Exception:  # noqa: BLE001 - any refusal
+        return False
+
+
+# Refused here on purpose although torchvision takes them without a word: reversed [min, max]
+# ranges (an empty range is almost always a typo), booleans as numbers, sizes that are not
+# positive integers.
+STRICTER = {
+    ("affine", "scale", (1.1, 0.9)), ("affine", "degrees", (5, -5)), ("rotation", "degrees", (10, -10)),
+    ("horizontal_flip", "p", True), ("random_resized_crop", "size", 0), ("random_resized_crop", "size", "x"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PARITY))
+def test_parameter_checks_agree_with_torchvision(name):
+    """What the registry accepts, torchvision builds (else a spec that validates fails at run
+    time); what it refuses, torchvision refuses too, but for the deliberate STRICTER cases."""
+    for params in PARITY[name]:
+        try:
+            normalize_pipeline([{"name": name, **params}])
+            ours = True
+        except ValueError:
+            ours = False
+        theirs = _torchvision_accepts(name, params)
+        (key, value), = params.items()
+        frozen = tuple(value) if isinstance(value, list) else value
+        if ours:
+            assert theirs, f"{name} {params}: validates but torchvision refuses it"
+        elif theirs:
+            assert (name, key, frozen) in STRICTER, f"{name} {params}: refused, torchvision takes it"

@@ -1,8 +1,9 @@
 """Datasets, the augmentation registry and loaders (DESIGN.md, "Data layout").
 
 - images: ``load_rgb`` turns any image Pillow reads into 8-bit RGB, one rule per mode.
-- transforms: the AUGMENTATIONS registry: per component its torchvision v2 builder (the
-  reference) and its optional batch kernel.
+- augmentations: the AUGMENTATIONS registry (no torch): per component its parameter checks,
+  its torchvision v2 transform (the reference), its stage and its optional batch kernel.
+- transforms: the torch side: built transforms, the reference pipeline, the batch kernels.
 - pipeline: where each component runs (``data.pipeline``): per sample in the workers, or
   decoded and augmented on the device batch.
 - cache: pre-resized copies of the training images, built once per dataset listing
@@ -13,56 +14,54 @@
 - loaders: DataConfig -> seeded DataLoaders.
 """
 
-from bioclf.data.folder import ClassFolderDataset, FlatFolderDataset, read_class_names
-from bioclf.data.images import IMAGE_EXTENSIONS, BadImageError, load_rgb
-from bioclf.data.loaders import (
-    DataBundle,
-    build_datasets,
-    build_loaders,
-    build_predict_loader,
-    check_dataset_images,
-)
-from bioclf.data.scan import (
-    ScanReport,
-    apply_bad_image_policy,
-    check_image,
-    dataset_listing_fingerprint,
-    default_cache_dir,
-    scan_dataset,
-    scan_images,
-)
-from bioclf.data.pipeline import PIPELINES, BatchStage, Plan, build_pipeline, plan_pipeline, resolve_pipeline
-from bioclf.data.synthetic import SyntheticDataset
-from bioclf.data.transforms import AUGMENTATIONS, TENSOR_STAGE, build_transform, normalize_pipeline
+from __future__ import annotations
 
-__all__ = [
-    "AUGMENTATIONS",
-    "IMAGE_EXTENSIONS",
-    "PIPELINES",
-    "TENSOR_STAGE",
-    "BadImageError",
-    "BatchStage",
-    "ClassFolderDataset",
-    "DataBundle",
-    "FlatFolderDataset",
-    "Plan",
-    "ScanReport",
-    "SyntheticDataset",
-    "apply_bad_image_policy",
-    "build_datasets",
-    "build_pipeline",
-    "build_loaders",
-    "build_predict_loader",
-    "build_transform",
-    "check_dataset_images",
-    "check_image",
-    "dataset_listing_fingerprint",
-    "default_cache_dir",
-    "load_rgb",
-    "normalize_pipeline",
-    "plan_pipeline",
-    "read_class_names",
-    "resolve_pipeline",
-    "scan_dataset",
-    "scan_images",
-]
+import importlib
+
+# name -> the module that defines it. Imported on first use (PEP 562): the registry and the
+# image rules are importable without torch, so validating a spec stays fast.
+_WHERE = {
+    "ClassFolderDataset": "bioclf.data.folder",
+    "FlatFolderDataset": "bioclf.data.folder",
+    "read_class_names": "bioclf.data.folder",
+    "IMAGE_EXTENSIONS": "bioclf.data.images",
+    "BadImageError": "bioclf.data.images",
+    "load_rgb": "bioclf.data.images",
+    "DataBundle": "bioclf.data.loaders",
+    "build_datasets": "bioclf.data.loaders",
+    "build_loaders": "bioclf.data.loaders",
+    "build_predict_loader": "bioclf.data.loaders",
+    "check_dataset_images": "bioclf.data.loaders",
+    "ScanReport": "bioclf.data.scan",
+    "apply_bad_image_policy": "bioclf.data.scan",
+    "check_image": "bioclf.data.scan",
+    "dataset_listing_fingerprint": "bioclf.data.scan",
+    "default_cache_dir": "bioclf.data.scan",
+    "scan_dataset": "bioclf.data.scan",
+    "scan_images": "bioclf.data.scan",
+    "PIPELINES": "bioclf.data.pipeline",
+    "BatchStage": "bioclf.data.pipeline",
+    "Plan": "bioclf.data.pipeline",
+    "build_pipeline": "bioclf.data.pipeline",
+    "plan_pipeline": "bioclf.data.pipeline",
+    "resolve_pipeline": "bioclf.data.pipeline",
+    "SyntheticDataset": "bioclf.data.synthetic",
+    "AUGMENTATIONS": "bioclf.data.augmentations",
+    "TENSOR_STAGE": "bioclf.data.augmentations",
+    "normalize_pipeline": "bioclf.data.augmentations",
+    "build_transform": "bioclf.data.transforms",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

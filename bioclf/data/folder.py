@@ -1,5 +1,8 @@
 """Datasets over image folders: ``SPLIT/<class>/*`` (labelled) and a flat folder (unlabelled).
 
+No torch here (DataLoader needs only ``__len__`` and ``__getitem__``): listing a dataset's
+classes for ``bioclf-exp list`` / ``--dry-run`` stays fast.
+
 Class order and labels (DESIGN.md, "Data layout"):
 - all class folders named by integers ("0".."99"): sorted numerically and the integer IS the
   label, so the integers must be exactly 0..K-1 (the report's layout);
@@ -28,16 +31,33 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Callable, Iterable
-
-from torch.utils.data import Dataset
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from bioclf.data.images import is_image_file, load_rgb
 from bioclf.errors import BioclfError
 
+if TYPE_CHECKING:
+    from bioclf.spec.schema import DataConfig
+
 _INTEGER_NAME = re.compile(r"[0-9]+")
 
 log = logging.getLogger(__name__)
+
+
+def resolve_root(cfg: "DataConfig", base_dir: str | Path | None = None) -> Path:
+    """cfg.root, relative to ``base_dir`` (the spec file's folder; None: the working directory)."""
+    root = Path(cfg.root).expanduser()
+    if not root.is_absolute():
+        root = Path(base_dir if base_dir is not None else Path.cwd()) / root
+    if not root.is_dir():
+        raise BioclfError(f"data.root: dataset folder {root} not found")
+    return root
+
+
+def count_classes(cfg: "DataConfig", base_dir: str | Path | None = None) -> int:
+    """The class folders of the train split (the names are checked as for training)."""
+    split = resolve_root(cfg, base_dir) / "train"
+    return len(order_classes(list_class_folders(split), split))
 
 
 def list_class_folders(split_dir: str | Path) -> list[str]:
@@ -159,7 +179,7 @@ def _preview(items: list[str], limit: int = 8) -> str:
     return shown + (f", ... ({len(items)} in all)" if len(items) > limit else "")
 
 
-class ClassFolderDataset(Dataset):
+class ClassFolderDataset:
     """``split_dir/<class>/*`` images as ``(transform(image), label)`` pairs.
 
     Attributes: ``classes`` (folder names in label order), ``samples`` ([(path, label)]),
@@ -207,7 +227,7 @@ class ClassFolderDataset(Dataset):
         return _load(self.read_paths.get(path, path), self.transform), label
 
 
-class FlatFolderDataset(Dataset):
+class FlatFolderDataset:
     """Unlabelled images directly in ``folder`` (a test split) as ``(transform(image), index)``."""
 
     def __init__(self, folder: str | Path, transform: Callable | None = None):

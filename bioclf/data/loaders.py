@@ -27,7 +27,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from bioclf.data.pipeline import BatchStage, Plan, build_pipeline, resolve_pipeline
-from bioclf.data.folder import ClassFolderDataset, FlatFolderDataset, list_class_folders, read_class_names
+from bioclf.data.folder import (  # noqa: F401 (resolve_root re-exported)
+    ClassFolderDataset,
+    FlatFolderDataset,
+    list_class_folders,
+    read_class_names,
+    resolve_root,
+)
 from bioclf.data.synthetic import SyntheticDataset
 from bioclf.data.transforms import build_transform
 from bioclf.errors import BioclfError
@@ -62,16 +68,6 @@ class DataBundle:
         dataset = self.val.dataset
         batch = self.val.collate_fn([dataset[0]])
         return self.eval_batch_transform(batch[0], device)
-
-
-def resolve_root(cfg: "DataConfig", base_dir: str | Path | None = None) -> Path:
-    """cfg.root, relative to ``base_dir`` (the spec file's folder; None: the working directory)."""
-    root = Path(cfg.root).expanduser()
-    if not root.is_absolute():
-        root = Path(base_dir if base_dir is not None else Path.cwd()) / root
-    if not root.is_dir():
-        raise BioclfError(f"data.root: dataset folder {root} not found")
-    return root
 
 
 def build_datasets(

@@ -36,15 +36,8 @@ import torch
 from torchvision.transforms import v2
 
 from bioclf.data.images import decode_rgb, jpeg_header, load_rgb, read_image_bytes
-from bioclf.data.transforms import (
-    STAGES,
-    TENSOR_STAGE,
-    BatchKernel,
-    batch_kernel,
-    build_component,
-    build_transform,
-    normalize_pipeline,
-)
+from bioclf.data.augmentations import STAGES, TENSOR_STAGE, normalize_pipeline
+from bioclf.data.transforms import BatchKernel, batch_kernel, build_component, build_transform
 from bioclf.errors import BioclfError
 
 PIPELINES = ("auto", "device", "reference")

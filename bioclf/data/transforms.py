@@ -1,99 +1,40 @@
-"""The augmentation registry: one entry per component, its reference and its batch kernel.
+"""The torch side of the augmentation registry: built transforms and batch kernels.
 
-A pipeline in a spec is an ordered list; each item is a component name (``horizontal_flip``)
-or a mapping ``{name: rotation, degrees: 10}``. Each component is ONE entry in this file,
-registered with ``@augmentation(stage=..., batch=...)``:
-
-- the builder: returns the torchvision v2 transform (its keyword defaults are the component's
-  defaults). It is the reference: ``build_transform`` runs it per PIL image in the loader
-  workers (``data.pipeline: reference``);
-- ``stage``: ``"sizing"`` (takes an image of any size and makes it a fixed size: crops and
-  resizes; on the device pipeline torchvision's own transform runs per decoded image on the
-  device, drawing its parameters exactly as torchvision does), ``"image"`` (on the [0, 1]
-  image) or ``"tensor"`` (on the normalised tensor: random_erasing, which the report applied
-  after Normalize, so value=0 means the mean);
-- ``batch`` (optional): a BatchKernel class that runs the component on a whole float batch on
-  the device, drawing each sample's parameters from the distributions torchvision draws from.
-  A component without one (or with parameters its kernel does not cover: it raises
-  Unsupported) runs per sample in the workers, and so does everything before it; the run
-  logs which components ran where (bioclf.data.pipeline).
-
-Adding a component: write its builder here and register it; give it a batch kernel when it
-is cheap on a batch (tests/test_pipeline.py compares every kernel with torchvision's own
-kernel at the same parameters).
-
-Per-sample transforms are module-level (no lambdas), so they pickle into DataLoader workers
-under fork and spawn alike. Batch kernels live in the training process only.
+bioclf/data/augmentations.py holds the registry (names, parameter checks, which torchvision
+v2 transform each component is, its stage and the name of its batch kernel) and imports no
+torch. Here: ``build_component`` builds the torchvision transform of an item (the reference),
+``build_transform`` the reference pipeline, and the BatchKernel classes run components on a
+whole batch on the device (tests/test_pipeline.py compares every kernel with torchvision's own
+kernel at the same parameters, and its draws with torchvision's ``make_params``).
 """
 
 from __future__ import annotations
 
-import difflib
-import inspect
-import math
-import numbers
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as nnf
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.functional import _get_inverse_affine_matrix
 
-from bioclf.registry import Registry
-
-AUGMENTATIONS = Registry("augmentation")
-STAGES: dict[str, str] = {}  # component name -> "sizing" | "image" | "tensor"
-BATCH_KERNELS: dict[str, type["BatchKernel"]] = {}
+from bioclf.data.augmentations import BATCH_KERNELS, TENSOR_STAGE, component_spec, normalize_pipeline
 
 
-def augmentation(stage: str = "image", batch: type["BatchKernel"] | None = None) -> Callable:
-    """Register a component's builder, the stage it belongs to and its optional batch kernel."""
-    if stage not in ("sizing", "image", "tensor"):
-        raise ValueError(f"stage must be sizing, image or tensor, got {stage!r}")
-
-    def add(builder: Callable) -> Callable:
-        AUGMENTATIONS.register()(builder)
-        STAGES[builder.__name__] = stage
-        if batch is not None:
-            BATCH_KERNELS[builder.__name__] = batch
-        return builder
-
-    return add
+def build_component(item: dict[str, Any]) -> Any:
+    """The torchvision v2 transform of one normalised pipeline item."""
+    spec = component_spec(item)
+    return getattr(v2, spec.name)(**spec.kwargs)
 
 
-# --- parameter checks torchvision does not do at construction --------------------------------
-
-def _tuple(value: Any) -> Any:
-    """YAML gives lists where torchvision wants tuples."""
-    return tuple(value) if isinstance(value, list) else value
-
-
-def _size(value: Any, what: str = "size") -> int | tuple[int, ...]:
-    """An int >= 1 or a pair (h, w) of them; torchvision accepts negative sizes silently."""
-    value = _tuple(value)
-    parts = value if isinstance(value, tuple) else (value,)
-    if not 1 <= len(parts) <= 2 or not all(_is_int(p) and p >= 1 for p in parts):
-        raise ValueError(f"{what} must be a positive integer or a pair [height, width] of them, got {value!r}")
-    return value
-
-
-def _range(value: Any, what: str) -> tuple[float, float]:
-    """A (min, max) pair of numbers with min <= max; torchvision only warns when reversed."""
-    value = _tuple(value)
-    if not (isinstance(value, tuple) and len(value) == 2 and all(_is_number(v) for v in value)):
-        raise ValueError(f"{what} must be a pair [min, max] of numbers, got {value!r}")
-    if value[0] > value[1]:
-        raise ValueError(f"{what} must be [min, max] with min <= max, got {list(value)}")
-    return value
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
+def batch_kernel(item: dict[str, Any]) -> "BatchKernel | None":
+    """The item's batch kernel, or None when it has none or its parameters are not covered."""
+    name = BATCH_KERNELS.get(item["name"])
+    if name is None:
+        return None
+    try:
+        return globals()[name](build_component(item))
+    except Unsupported:
+        return None
 
 
 # --- batch kernels ---------------------------------------------------------------------------
@@ -316,148 +257,6 @@ class ErasingKernel(BatchKernel):
         else:
             fill = torch.tensor(self.t.value, dtype=x.dtype, device=x.device).expand(c)[None, :, None, None]
         return torch.where(box, fill, x)
-
-
-# --- the components -----------------------------------------------------------------------
-
-@augmentation(stage="sizing")
-def resize(size=256):
-    """Resize the shorter side to ``size`` (a pair: to exactly [h, w]), antialiased."""
-    return v2.Resize(_size(size), antialias=True)
-
-
-@augmentation(stage="sizing")
-def center_crop(size=224):
-    """Crop the central ``size`` x ``size`` (or [h, w]) region."""
-    return v2.CenterCrop(_size(size))
-
-
-@augmentation(stage="sizing")
-def random_crop(size=224, padding=None):
-    """Crop a random ``size`` region, after optional zero padding (int, or 2 / 4 ints)."""
-    return v2.RandomCrop(_size(size), padding=_tuple(padding))
-
-
-@augmentation(stage="sizing")
-def random_resized_crop(size=224, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
-    """Crop a random area fraction ``scale`` and aspect ``ratio``, resize to ``size``."""
-    return v2.RandomResizedCrop(
-        _size(size), scale=_range(scale, "scale"), ratio=_range(ratio, "ratio"), antialias=True
-    )
-
-
-@augmentation(batch=FlipKernel)
-def horizontal_flip(p=0.5):
-    """Mirror left-right with probability ``p``."""
-    return v2.RandomHorizontalFlip(p=p)
-
-
-@augmentation(batch=FlipKernel)
-def vertical_flip(p=0.5):
-    """Mirror top-bottom with probability ``p``."""
-    return v2.RandomVerticalFlip(p=p)
-
-
-@augmentation(batch=RotationKernel)
-def rotation(degrees=20):
-    """Rotate by a uniform angle in [-degrees, degrees] (or [min, max])."""
-    return v2.RandomRotation(_tuple(degrees))
-
-
-@augmentation(batch=ColorJitterKernel)
-def color_jitter(brightness=0.15, contrast=0.15, saturation=0.15, hue=0.1):
-    """Random brightness, contrast, saturation and hue changes (0 turns one off)."""
-    return v2.ColorJitter(
-        brightness=_tuple(brightness), contrast=_tuple(contrast), saturation=_tuple(saturation), hue=_tuple(hue)
-    )
-
-
-@augmentation(batch=AffineKernel)
-def affine(degrees=0, translate=(0.1, 0.1), scale=(0.9, 1.1)):
-    """Random affine: rotation, translation (fractions of width, height) and scaling."""
-    scale = None if scale is None else _range(scale, "scale")
-    return v2.RandomAffine(_tuple(degrees), translate=_tuple(translate), scale=scale)
-
-
-@augmentation(stage="tensor", batch=ErasingKernel)
-def random_erasing(p=0.2, scale=(0.02, 0.1), ratio=(0.3, 3.3), value=0):
-    """Erase a random rectangle of the NORMALISED tensor with ``value`` (tensor stage)."""
-    return v2.RandomErasing(p=p, scale=_range(scale, "scale"), ratio=_range(ratio, "ratio"), value=_tuple(value))
-
-
-# Components that act on the normalised float tensor instead of the image.
-TENSOR_STAGE = frozenset(name for name, stage in STAGES.items() if stage == "tensor")
-
-
-def build_component(item: dict[str, Any]) -> Any:
-    """The torchvision v2 transform of one normalised pipeline item."""
-    return AUGMENTATIONS.get(item["name"])(**{key: value for key, value in item.items() if key != "name"})
-
-
-def batch_kernel(item: dict[str, Any]) -> BatchKernel | None:
-    """The item's batch kernel, or None when it has none or its parameters are not covered."""
-    kernel = BATCH_KERNELS.get(item["name"])
-    if kernel is None:
-        return None
-    try:
-        return kernel(build_component(item))
-    except Unsupported:
-        return None
-
-
-# --- spec pipeline ------------------------------------------------------------------------
-
-def normalize_pipeline(items: Sequence[Any]) -> list[dict[str, Any]]:
-    """Validate a spec pipeline and return it as ``[{"name": ..., **given_params}]``.
-
-    Defaults are NOT filled in: the list is hashed and logged as the user wrote it.
-    Raises ValueError starting with the item index (pydantic prefixes the key path).
-    """
-    if isinstance(items, (str, bytes, dict)) or not isinstance(items, (list, tuple)):
-        raise ValueError(
-            f"a transform pipeline must be a list of names or {{name: ..., param: value}} mappings, got {items!r}"
-        )
-    return [_normalize_item(index, item) for index, item in enumerate(items)]
-
-
-def _normalize_item(index: int, item: Any) -> dict[str, Any]:
-    prefix = f"[{index}]"
-    if isinstance(item, str):
-        name, params = item, {}
-    elif isinstance(item, dict):
-        if "name" not in item:
-            raise ValueError(
-                f"{prefix} mapping without 'name': {item!r}; write e.g. {{name: rotation, degrees: 10}}"
-            )
-        name = item["name"]
-        params = {key: value for key, value in item.items() if key != "name"}
-    else:
-        raise ValueError(
-            f"{prefix} expected a component name or a {{name: ..., param: value}} mapping, "
-            f"got {type(item).__name__} {item!r}"
-        )
-    if not isinstance(name, str):
-        raise ValueError(f"{prefix} name must be a string, got {name!r}")
-    if name not in AUGMENTATIONS:
-        raise ValueError(f"{prefix} {AUGMENTATIONS.unknown_message(name)}")
-    builder = AUGMENTATIONS.get(name)
-    _check_param_names(prefix, name, builder, params)
-    try:
-        builder(**params)  # torchvision validates values at construction
-    except Exception as error:  # noqa: BLE001 - ValueError, TypeError, ... all mean "bad value"
-        given = ", ".join(f"{key}={value!r}" for key, value in params.items())
-        raise ValueError(f"{prefix} {name}: invalid parameters ({given}): {error}") from None
-    return {"name": name, **params}
-
-
-def _check_param_names(prefix: str, name: str, builder: Callable, params: dict) -> None:
-    valid = list(inspect.signature(builder).parameters)
-    for key in params:
-        if key in valid:
-            continue
-        close = difflib.get_close_matches(str(key), valid, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"{prefix} {name}: unknown parameter {key!r}{hint}; valid: {', '.join(valid)}")
 
 
 def build_transform(items: Sequence[Any], mean: Sequence[float], std: Sequence[float]) -> v2.Compose:

@@ -430,7 +430,7 @@ def data_fingerprint(
             source=json.dumps({"generator": "bioclf.data.synthetic", "config": synthetic}, sort_keys=True),
             profile=json.dumps(profile, sort_keys=True),
         )
-    from bioclf.data.loaders import resolve_root
+    from bioclf.data.folder import resolve_root
 
     root = resolve_root(cfg, base_dir).absolute()
     digest = fingerprint_dataset(root, cache_dir=cache_dir, workers=workers)

@@ -591,7 +591,7 @@ def suite_data_check(
     the fingerprint of the generator's settings, no report."""
     if cfg.source != "folder":
         return data_fingerprint(cfg, base_dir), None
-    from bioclf.data.loaders import resolve_root
+    from bioclf.data.folder import resolve_root
 
     root = resolve_root(cfg, base_dir)
     report = check_dataset(root, cache_dir=cache_dir, workers=workers)

@@ -3,17 +3,24 @@
 Schedulers are stepped once per epoch by the trainer (``step_scheduler``); ReduceLROnPlateau
 gets the monitored validation metric. (The report's code stepped its plateau scheduler twice per
 epoch, which halves its effective patience; one step per epoch is what its text describes.)
+
+Importing this module does not import torch: the schema validates names against these
+registries (``bioclf-exp validate`` stays fast); each builder imports torch when it runs.
 """
 
 from __future__ import annotations
 
 import math
-
-import torch
-import torch.nn as nn
+from typing import TYPE_CHECKING
 
 from bioclf.registry import Registry
-from bioclf.spec.schema import LossConfig, OptimizerConfig, SchedulerConfig
+
+if TYPE_CHECKING:  # types only: the schema imports these registries
+    import torch
+
+    import torch.nn as nn
+
+    from bioclf.spec.schema import LossConfig, OptimizerConfig, SchedulerConfig
 
 LOSSES = Registry("loss")
 OPTIMIZERS = Registry("optimizer")
@@ -22,6 +29,8 @@ SCHEDULERS = Registry("scheduler")
 
 @LOSSES.register("cross_entropy")
 def cross_entropy(cfg: LossConfig) -> nn.Module:
+    import torch.nn as nn
+
     return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
 
@@ -44,16 +53,22 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 @OPTIMIZERS.register("adamw")
 def adamw(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    import torch
+
     return torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
 
 
 @OPTIMIZERS.register("adam")
 def adam(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    import torch
+
     return torch.optim.Adam(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
 
 
 @OPTIMIZERS.register("sgd")
 def sgd(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    import torch
+
     return torch.optim.SGD(
         _param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov
     )
@@ -65,6 +80,8 @@ def build_optimizer(model: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optim
 
 @SCHEDULERS.register("plateau")
 def plateau(opt, cfg: SchedulerConfig, epochs: int):
+    import torch
+
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode=cfg.mode, factor=cfg.factor, patience=cfg.patience, threshold=cfg.threshold, min_lr=cfg.min_lr
     )
@@ -72,6 +89,8 @@ def plateau(opt, cfg: SchedulerConfig, epochs: int):
 
 @SCHEDULERS.register("cosine")
 def cosine(opt, cfg: SchedulerConfig, epochs: int):
+    import torch
+
     base = opt.param_groups[0]["lr"]
     floor = cfg.min_lr / base if base > 0 else 0.0
 
@@ -87,11 +106,15 @@ def cosine(opt, cfg: SchedulerConfig, epochs: int):
 
 @SCHEDULERS.register("step")
 def step(opt, cfg: SchedulerConfig, epochs: int):
+    import torch
+
     return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
 
 
 @SCHEDULERS.register("none")
 def constant(opt, cfg: SchedulerConfig, epochs: int):
+    import torch
+
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
 
 
@@ -101,6 +124,8 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: SchedulerConfig, epochs: in
 
 def step_scheduler(scheduler, metrics: dict[str, float], cfg: SchedulerConfig) -> None:
     """One step per epoch; ReduceLROnPlateau needs the monitored metric."""
+    import torch
+
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         scheduler.step(metrics[cfg.monitor])
     else:

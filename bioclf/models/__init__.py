@@ -1,28 +1,44 @@
-"""Backbone registry, heads, parameter counting and the weights rule."""
+"""Backbone registry, heads, parameter counting and the weights rule.
 
-from bioclf.models.backbones import BACKBONES, build_backbone, weights_enum
-from bioclf.models.build import (
-    Classifier,
-    ParamCount,
-    build_model,
-    check_param_budget,
-    count_params,
-    model_param_count,
-    resolve_weights,
-)
-from bioclf.models.heads import build_head, head_param_count
+- catalog: names, feature widths, trunk sizes and weight names of the backbones, and exact
+  parameter counts by formula (no torch: specs validate and list fast);
+- backbones: the registry of builders (torchvision); heads; build: the classifier, the
+  parameter budget and the weights rule.
+"""
 
-__all__ = [
-    "BACKBONES",
-    "Classifier",
-    "ParamCount",
-    "build_backbone",
-    "build_head",
-    "build_model",
-    "check_param_budget",
-    "count_params",
-    "head_param_count",
-    "model_param_count",
-    "resolve_weights",
-    "weights_enum",
-]
+from __future__ import annotations
+
+import importlib
+
+# name -> the module that defines it. Imported on first use (PEP 562): the catalog is
+# importable without torch.
+_WHERE = {
+    "BACKBONES": "bioclf.models.backbones",
+    "build_backbone": "bioclf.models.backbones",
+    "weights_enum": "bioclf.models.backbones",
+    "Classifier": "bioclf.models.build",
+    "build_model": "bioclf.models.build",
+    "check_param_budget": "bioclf.models.catalog",
+    "count_params": "bioclf.models.build",
+    "model_param_count": "bioclf.models.build",
+    "resolve_weights": "bioclf.models.build",
+    "build_head": "bioclf.models.heads",
+    "BACKBONES_INFO": "bioclf.models.catalog",
+    "ParamCount": "bioclf.models.catalog",
+    "head_param_count": "bioclf.models.catalog",
+    "param_count": "bioclf.models.catalog",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

@@ -13,6 +13,7 @@ import torch.nn as nn
 import torchvision.models as tvm
 
 from bioclf.errors import BioclfError
+from bioclf.models.catalog import BACKBONES_INFO
 from bioclf.registry import Registry
 
 BACKBONES = Registry("backbone")
@@ -28,18 +29,7 @@ def _register_resnet_family(name: str) -> None:
         return model, features
 
 
-for _name in (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "resnext50_32x4d",
-    "resnext101_32x8d",
-    "resnext101_64x4d",
-    "wide_resnet50_2",
-    "wide_resnet101_2",
-):
+for _name in (name for name, info in BACKBONES_INFO.items() if info.family == "resnet"):
     _register_resnet_family(_name)
 
 
@@ -55,7 +45,7 @@ def _register_classifier_family(name: str) -> None:
         return model, last.in_features
 
 
-for _name in ("efficientnet_b0", "efficientnet_v2_s", "convnext_tiny", "mobilenet_v3_large"):
+for _name in (name for name, info in BACKBONES_INFO.items() if info.family == "classifier"):
     _register_classifier_family(_name)
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch.nn as nn
 
-from bioclf.spec.schema import HeadConfig
+from bioclf.models.catalog import head_param_count  # noqa: F401 (re-exported)
+
+if TYPE_CHECKING:  # type only: the schema does not depend on torch
+    from bioclf.spec.schema import HeadConfig
 
 
-def build_head(cfg: HeadConfig, in_features: int, num_classes: int) -> nn.Sequential:
+def build_head(cfg: "HeadConfig", in_features: int, num_classes: int) -> nn.Sequential:
     """Dropout(in) -> Linear -> ReLU -> [BatchNorm1d] -> Dropout(hidden) -> Linear.
 
     A dropout of 0 is not added as a module, so a state_dict's keys say what the head is.
@@ -26,12 +31,3 @@ def build_head(cfg: HeadConfig, in_features: int, num_classes: int) -> nn.Sequen
         layers.append(nn.Dropout(cfg.dropout_hidden))
     layers.append(nn.Linear(cfg.hidden_dim, num_classes))
     return nn.Sequential(*layers)
-
-
-def head_param_count(cfg: HeadConfig, in_features: int, num_classes: int) -> int:
-    """The head's parameter count by formula (weights + biases, BatchNorm weight + bias)."""
-    if cfg.hidden_dim is None:
-        return in_features * num_classes + num_classes
-    h = cfg.hidden_dim
-    count = in_features * h + h + h * num_classes + num_classes
-    return count + (2 * h if cfg.batchnorm else 0)

@@ -1,11 +1,13 @@
 """The one typed config of a run, validated strictly (unknown keys are errors).
 
-Every field is documented here; ``docs/config.md`` is generated from these docstrings by
-``bioclf-exp validate --schema`` so the two cannot drift. A spec YAML is a diff of this
+Every field is documented here; ``docs/config.md`` is generated from these descriptions by
+``python -m bioclf.spec.reference`` (tests/test_spec.py fails when the two drift). A spec YAML is a diff of this
 config's defaults (through ``extends:`` and ``variants:``).
 
 Registry-backed names (backbone, augmentation, optimizer, scheduler, loss) are checked
-against their registries, so a typo lists the valid choices before anything trains.
+against their registries through one validator (``bioclf.registry.known_name``), so a typo
+lists the valid choices before anything trains. The registries import neither torch nor this
+module, so validating a spec takes a fraction of a second.
 """
 
 from __future__ import annotations
@@ -13,6 +15,12 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# The registries import no torch and nothing of this module: validating a spec stays fast.
+from bioclf.data.augmentations import normalize_pipeline
+from bioclf.engine.optim import LOSSES, OPTIMIZERS, SCHEDULERS
+from bioclf.models.catalog import BACKBONES_INFO, check_weights
+from bioclf.registry import known_name
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -94,8 +102,6 @@ class DataConfig(Strict):
     @field_validator("train_transforms", "eval_transforms")
     @classmethod
     def _check_pipeline(cls, value: list[Any]) -> list[dict[str, Any]]:
-        from bioclf.data.transforms import normalize_pipeline
-
         return normalize_pipeline(value)
 
     @model_validator(mode="after")
@@ -149,11 +155,7 @@ class ModelConfig(Strict):
     @field_validator("backbone")
     @classmethod
     def _known_backbone(cls, value: str) -> str:
-        from bioclf.models.backbones import BACKBONES
-
-        if value not in BACKBONES:
-            raise ValueError(BACKBONES.unknown_message(value))
-        return value
+        return known_name(value, BACKBONES_INFO, "backbone")
 
     @field_validator("pretrained")
     @classmethod
@@ -165,9 +167,7 @@ class ModelConfig(Strict):
     @model_validator(mode="after")
     def _known_weights(self) -> "ModelConfig":
         if self.pretrained:
-            from bioclf.models.backbones import weights_enum
-
-            weights_enum(self.backbone, str(self.pretrained))  # raises with the valid names
+            check_weights(self.backbone, str(self.pretrained))  # raises with the valid names
         return self
 
 
@@ -180,11 +180,7 @@ class LossConfig(Strict):
     @field_validator("name")
     @classmethod
     def _known_loss(cls, value: str) -> str:
-        from bioclf.engine.optim import LOSSES
-
-        if value not in LOSSES:
-            raise ValueError(LOSSES.unknown_message(value))
-        return value
+        return known_name(value, LOSSES, "loss")
 
 
 class OptimizerConfig(Strict):
@@ -200,11 +196,7 @@ class OptimizerConfig(Strict):
     @field_validator("name")
     @classmethod
     def _known_optimizer(cls, value: str) -> str:
-        from bioclf.engine.optim import OPTIMIZERS
-
-        if value not in OPTIMIZERS:
-            raise ValueError(OPTIMIZERS.unknown_message(value))
-        return value
+        return known_name(value, OPTIMIZERS, "optimizer")
 
 
 class SchedulerConfig(Strict):
@@ -224,11 +216,7 @@ class SchedulerConfig(Strict):
     @field_validator("name")
     @classmethod
     def _known_scheduler(cls, value: str) -> str:
-        from bioclf.engine.optim import SCHEDULERS
-
-        if value not in SCHEDULERS:
-            raise ValueError(SCHEDULERS.unknown_message(value))
-        return value
+        return known_name(value, SCHEDULERS, "scheduler")
 
 
 class EarlyStoppingConfig(Strict):

@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-import importlib
+from bioclf.lazy import lazy_exports
 
 # name -> the module that defines it. Imported on first use (PEP 562): the registry and the
 # image rules are importable without torch, so validating a spec stays fast.
@@ -52,16 +52,4 @@ _WHERE = {
     "build_transform": "bioclf.data.transforms",
 }
 
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _WHERE)

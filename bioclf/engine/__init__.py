@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
+from bioclf.lazy import lazy_exports
 
 # name -> the module that defines it. Imported on first use (PEP 562): the loss, optimizer
 # and scheduler registries (bioclf.engine.optim) are importable without torch.
@@ -16,16 +16,4 @@ _WHERE = {
     "train": "bioclf.engine.train",
 }
 
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_WHERE[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _WHERE)

@@ -59,28 +59,35 @@ def _data_key(run: RunSpec) -> str:
     return repr(run.config.data.model_dump(include={"source", "root", "synthetic", "on_bad_image"}))
 
 
-def check_data(runs: list[RunSpec], base_dir: Path | None = None) -> dict[str, tuple[object, frozenset[str]]]:
-    """Scan each distinct dataset once (cached per dataset listing): a missing root, an empty
-    class, a train/val mismatch or (with on_bad_image: error) an unreadable image fails the
-    suite before the first run trains. Returns data key -> (scan report, paths to skip)."""
+def check_data(runs: list[RunSpec], base_dir: Path | None = None,
+               echo: Printer = print) -> tuple[dict[str, tuple[object, frozenset[str]]], dict[str, object]]:
+    """The data checks of each distinct dataset, before the first run trains: (scans, fingerprints).
+
+    First the folders (a missing root, an empty class, a train/val mismatch, data.num_classes),
+    then the data check (bioclf.datacheck: content fingerprint, duplicates; it decodes each image
+    once and leaves the image scan cached), then the image scan with data.on_bad_image (an
+    unreadable image fails the suite under 'error'). scans: data key -> (scan report, paths to
+    skip); fingerprints: data key -> DatasetFingerprint."""
     from bioclf.data import build_datasets, check_dataset_images
 
-    scans: dict[str, tuple[object, frozenset[str]]] = {}
+    folders: dict[str, RunSpec] = {}
     for run in runs:
         data = run.config.data
-        key = _data_key(run)
-        if key in scans:
-            continue
-        if data.source != "folder":
-            scans[key] = (None, frozenset())
+        if data.source != "folder" or _data_key(run) in folders:
             continue
         _, _, classes, _ = build_datasets(data, base_dir=base_dir)
         if data.num_classes is not None and data.num_classes != len(classes):
             raise BioclfError(
                 f"data.num_classes is {data.num_classes} but {data.root} has {len(classes)} class folders"
             )
-        scans[key] = check_dataset_images(data, base_dir)
-    return scans
+        folders[_data_key(run)] = run
+    fingerprints = data_fingerprints(runs, base_dir, echo)
+    scans: dict[str, tuple[object, frozenset[str]]] = {}
+    for run in runs:
+        key = _data_key(run)
+        if key not in scans:
+            scans[key] = check_dataset_images(run.config.data, base_dir) if key in folders else (None, frozenset())
+    return scans, fingerprints
 
 
 def data_fingerprints(runs: list[RunSpec], base_dir: Path | None, echo: Printer) -> dict[str, object]:
@@ -222,11 +229,10 @@ def _prepare(suite: Suite, runs: list[RunSpec], base_dir: Path, tracking_uri: st
     if dry_run:
         echo(describe_runs(suite, runs, counts))
         return None
-    scans = check_data(runs, base_dir)
+    scans, fingerprints = check_data(runs, base_dir, echo)
     for report, skipped in {id(v): v for v in scans.values()}.values():
         if skipped:
             echo(f"data: skipping {len(skipped)} unreadable image(s) in {report.root} (data.on_bad_image: skip)")
-    fingerprints = data_fingerprints(runs, base_dir, echo)
 
     from bioclf.tracking import Tracker  # imported here: a dry run never touches a store
 

@@ -332,3 +332,39 @@ def test_suite_data_check_echoes_warnings_and_returns_the_fingerprint(tmp_path):
     assert report.warning_kinds == ["leakage", "unreadable"]
     synthetic, none = suite_data_check(DataConfig(source="synthetic"), echo=lines.append)
     assert none is None and synthetic.source_type == "code" and len(lines) == 1
+
+
+def test_a_suite_decodes_each_image_once_before_training(tmp_path, monkeypatch):
+    """The suite's data checks (folders, data check, image scan with data.on_bad_image) decode
+    each image once: the data check's hashing pass runs the scan's own check and leaves the
+    scan cached; a broken file is still refused with its reason."""
+    from collections import Counter
+
+    from bioclf.data import scan
+    from bioclf.runner import check_data
+    from bioclf.spec import load_suite
+
+    root = tmp_path / "data"  # the module's fixture keeps every cache in tmp_path
+    for split, n in (("train", 4), ("val", 2)):
+        for label in ("0", "1"):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (40, 30), (60 * i, 100 + int(label) * 80, 30)).save(folder / f"{i}.jpg")
+    decoded = Counter()
+    real = scan._check
+    monkeypatch.setattr(scan, "_check", lambda path, *args: (decoded.update([path]), real(path, *args))[1])
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"name: once\ndata: {{source: folder, root: {root}, num_workers: 0}}\n"
+                    "model: {backbone: resnet18}\nvariants: {a: {}, b: {loss.label_smoothing: 0.0}}\n")
+    runs = load_suite(spec).runs
+    scans, fingerprints = check_data(runs, spec.parent, echo=lambda line: None)
+    assert len(decoded) == 12 and set(decoded.values()) == {1}
+    (report, skipped), = {id(v): v for v in scans.values()}.values()
+    assert report.from_cache and report.n_images == 12 and not skipped
+    assert len(fingerprints) == 1
+    # A file that breaks is found by that one pass, with the scan's reason, and refused.
+    (root / "train" / "0" / "0.jpg").write_bytes(b"")
+    decoded.clear()
+    with pytest.raises(BioclfError, match=r"zero bytes"):
+        check_data(runs, spec.parent, echo=lambda line: None)

@@ -50,7 +50,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
-from typing import Iterable, Sequence
+from types import SimpleNamespace
+from typing import Callable, Iterable, Sequence
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
@@ -78,22 +79,26 @@ POLICIES = ("error", "skip")
 
 # --- one file -------------------------------------------------------------------------------
 
-def check_image(path: str | os.PathLike) -> str | None:
+def check_image(path: str | os.PathLike, on_decoded: Callable[[Image.Image, Image.Image], None] | None = None,
+                draft_size: tuple[int, int] = DRAFT_SIZE) -> str | None:
     """None if ``path`` decodes to an RGB image, else a short reason ("zero bytes", "truncated", ...).
 
     Never raises for a bad file. Uses the current ``Image.MAX_IMAGE_PIXELS`` and forces
-    ``ImageFile.LOAD_TRUNCATED_IMAGES`` off while it runs.
+    ``ImageFile.LOAD_TRUNCATED_IMAGES`` off while it runs. ``on_decoded(opened, rgb)``, when
+    given, gets the opened file (its size and mode as stored) and the decoded RGB image (EXIF
+    orientation applied; JPEGs decoded in draft mode, at least ``draft_size``): the data check
+    hashes that same decode instead of decoding the file a second time.
     """
     path = os.fspath(path)
     saved = ImageFile.LOAD_TRUNCATED_IMAGES
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
-        return _check(path)
+        return _check(path, on_decoded, draft_size)
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = saved
 
 
-def _check(path: str) -> str | None:
+def _check(path: str, on_decoded=None, draft_size: tuple[int, int] = DRAFT_SIZE) -> str | None:
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -112,10 +117,14 @@ def _check(path: str) -> str | None:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
+                stored = SimpleNamespace(size=image.size, mode=image.mode, format=image.format,
+                                         exif=_safe_exif(image))
                 if image.format == "JPEG":
-                    image.draft("RGB", DRAFT_SIZE)
+                    image.draft("RGB", draft_size)
                 image.load()
-                to_rgb(ImageOps.exif_transpose(image))
+                rgb = to_rgb(ImageOps.exif_transpose(image))
+                if on_decoded is not None:
+                    on_decoded(stored, rgb)
     except PermissionError:
         return "permission denied"
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -132,6 +141,14 @@ def _check(path: str) -> str | None:
     except Exception as error:  # noqa: BLE001 - plugins raise SyntaxError, struct.error, ValueError, ...
         return f"corrupt ({type(error).__name__}: {one_line(error, 100)})"
     return None
+
+
+def _safe_exif(image: Image.Image) -> int:
+    """The EXIF orientation (1 when absent or unreadable: exif_transpose then leaves the image)."""
+    try:
+        return int(image.getexif().get(0x0112, 1) or 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block
+        return 1
 
 
 def _bomb_reason(error: Exception) -> str:
@@ -356,6 +373,17 @@ def scan_dataset(
     if use_cache:
         _write_cache(cache_file, report)
     return report
+
+
+def remember_scan(root: str | Path, bad: list[tuple[str, str]], cache_dir: str | Path | None = None) -> None:
+    """Store the scan of ``root`` that another pass already made (``bad``: (relative path,
+    reason), from check_image on every file of dataset_image_files), so scan_dataset finds it
+    cached instead of decoding every image again."""
+    root = Path(root).expanduser().absolute()
+    files = dataset_image_files(root)
+    fingerprint = _listing_fingerprint(root, files)
+    cache_file = Path(cache_dir if cache_dir is not None else default_cache_dir()) / f"scan-{fingerprint}.json"
+    _write_cache(cache_file, ScanReport(fingerprint, len(files), sorted(bad), str(root)))
 
 
 def _relative_bad(bad: list[tuple[str, str]], root: Path) -> list[tuple[str, str]]:

@@ -51,6 +51,7 @@ from bioclf.data.scan import (
     PARALLEL_MIN_FILES,
     _pool_context,
     cache_home,
+    check_image,
     dataset_image_files,
     default_workers,
 )
@@ -62,7 +63,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Bump when a hash's definition changes: cached perceptual hashes of older versions are recomputed.
-HASH_VERSION = 1
+HASH_VERSION = 2  # 2: ``error`` is the image scan's reason (one decode checks and hashes)
 FINGERPRINT_PREFIX = b"bioclf-data-v1\n"
 FINGERPRINT_CHARS = 32  # an MLflow dataset digest holds at most 36 characters
 PHASH_SIDE = 64  # the grey image the DCT is taken of
@@ -167,31 +168,23 @@ _ORIENTATION = 0x0112
 
 def perceptual_info(path: str | os.PathLike) -> dict:
     """phash, phash256, width, height (as displayed, after EXIF orientation), mode and format of one
-    file; ``error`` instead when it cannot be decoded."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as image:
-                width, height = image.size
-                mode, fmt = image.mode, image.format
-                try:
-                    if image.getexif().get(_ORIENTATION) in (5, 6, 7, 8):
-                        width, height = height, width
-                except Exception:  # noqa: BLE001 - a broken EXIF block: keep the stored size
-                    pass
-                if fmt == "JPEG":
-                    image.draft("RGB", DRAFT_SIZE)
-                image.load()
-                phash, phash256 = image_hashes(ImageOps.exif_transpose(image))
-    except Exception as error:  # noqa: BLE001 - any decoder failure: the scan names the reason
-        return {"error": f"{type(error).__name__}: {one_line(error, 100)}"}
-    return {"phash": phash, "phash256": phash256, "width": width, "height": height, "mode": mode, "format": fmt}
+    file, from the image scan's own decode (bioclf.data.scan.check_image: one decode checks the
+    file and hashes it); ``error`` instead, the scan's reason, when it is not a readable image."""
+    found: dict = {}
+
+    def hashed(stored, rgb: Image.Image) -> None:
+        width, height = stored.size
+        if stored.exif in (5, 6, 7, 8):  # stored turned: displayed the other way round
+            width, height = height, width
+        phash, phash256 = phashes_of(rgb.convert("L"))
+        found.update(phash=phash, phash256=phash256, width=width, height=height, mode=stored.mode,
+                     format=stored.format)
+
+    reason = check_image(path, on_decoded=hashed, draft_size=DRAFT_SIZE)
+    return {"error": reason} if reason is not None else found
 
 
-NOT_DECODED = "not decoded (unreadable in the scan)"
-
-
-def _hash_one(root: str, rel: str, perceptual: bool, decode: bool = True) -> FileRecord | str:
+def _hash_one(root: str, rel: str, perceptual: bool) -> FileRecord | str:
     path = os.path.join(root, rel)
     try:
         info = os.stat(path)
@@ -199,21 +192,16 @@ def _hash_one(root: str, rel: str, perceptual: bool, decode: bool = True) -> Fil
     except OSError as error:
         return f"{rel}: {one_line(error.strerror or error, 100)}"
     record = FileRecord(rel, info.st_size, info.st_mtime_ns, sha)
-    if perceptual and not decode:
-        record.error = NOT_DECODED
-    elif perceptual:
+    if perceptual:
         for key, value in perceptual_info(path).items():
             setattr(record, key, value)
     return record
 
 
-def _hash_chunk(root: str, rels: list[str], perceptual: bool, limit: int | None,
-                no_decode: frozenset[str] = frozenset()) -> list[FileRecord | str]:
+def _hash_chunk(root: str, rels: list[str], perceptual: bool, limit: int | None) -> list[FileRecord | str]:
     Image.MAX_IMAGE_PIXELS = limit
-    return [_hash_one(root, rel, perceptual, rel not in no_decode) for rel in rels]
+    return [_hash_one(root, rel, perceptual) for rel in rels]
 
-
-# --- the cache ------------------------------------------------------------------------------
 
 def cache_file_for(root: Path, cache_root: Path) -> Path:
     key = hashlib.sha256(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:20]
@@ -267,17 +255,16 @@ def hash_files(
     use_cache: bool = True,
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
-    no_decode: Iterable[str] = (),
 ) -> tuple[dict[str, FileRecord], list[str]]:
     """Records for ``rels`` (paths relative to ``root``), from the cache where the file's size and
     mtime_ns are unchanged, else computed (in a process pool above PARALLEL_MIN_FILES files).
 
     ``perceptual=False`` computes the content hash only (the fingerprint needs nothing else).
-    ``progress(n)`` is called as files are done. ``no_decode``: files known to be unreadable as
-    images (the scan's bad list), content-hashed only. Returns (records, problems): a file that
-    cannot be read at all (gone, no permission) is a problem line, not a record.
+    ``progress(n)`` is called as files are done. With ``perceptual`` each file is decoded once,
+    by the image scan's check (bioclf.data.scan.check_image): an unreadable one gets the scan's
+    reason as ``error``. Returns (records, problems): a file that cannot be read at all (gone, no
+    permission) is a problem line, not a record.
     """
-    no_decode = frozenset(no_decode)
     root = Path(root).expanduser().absolute()
     cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
     cache_path = cache_file_for(root, cache_root)
@@ -291,14 +278,14 @@ def hash_files(
                 info = os.stat(root / rel)
             except OSError:
                 info = None
-            if info is not None and _reusable(record, info, perceptual, rel not in no_decode):
+            if info is not None and _reusable(record, info, perceptual):
                 records[rel] = record
                 continue
         todo.append(rel)
     if progress and len(records):
         progress(len(records))
     problems: list[str] = []
-    for item in _compute(str(root), todo, perceptual, workers, progress, no_decode):
+    for item in _compute(str(root), todo, perceptual, workers, progress):
         if isinstance(item, str):
             problems.append(item)
         else:
@@ -312,18 +299,16 @@ def hash_files(
     return records, problems
 
 
-def _reusable(record: FileRecord, info: os.stat_result, perceptual: bool, decode: bool) -> bool:
+def _reusable(record: FileRecord, info: os.stat_result, perceptual: bool) -> bool:
     """The cached record still describes the file, and holds what this call needs."""
     if info.st_size != record.size or info.st_mtime_ns != record.mtime_ns:
         return False
-    if not perceptual:
-        return True
-    # A file once skipped as unreadable but now readable (or the reverse) is hashed again.
-    return record.has_perceptual and (record.error == NOT_DECODED) == (not decode)
+    # an unreadable file is checked again: one fixed in place (chmod) keeps its size and mtime
+    return not perceptual or (record.has_perceptual and record.error is None)
 
 
 def _compute(root: str, rels: list[str], perceptual: bool, workers: int | None,
-             progress: Callable[[int], None] | None, no_decode: frozenset[str]) -> Iterable[FileRecord | str]:
+             progress: Callable[[int], None] | None) -> Iterable[FileRecord | str]:
     workers = default_workers() if workers is None else max(1, int(workers))
     limit = Image.MAX_IMAGE_PIXELS
     if workers > 1 and len(rels) > PARALLEL_MIN_FILES:
@@ -332,7 +317,7 @@ def _compute(root: str, rels: list[str], perceptual: bool, workers: int | None,
         results: list[FileRecord | str] = []
         try:
             with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=_pool_context()) as pool:
-                futures = [pool.submit(_hash_chunk, root, chunk, perceptual, limit, no_decode & set(chunk))
+                futures = [pool.submit(_hash_chunk, root, chunk, perceptual, limit)
                            for chunk in chunks]
                 for future in futures:
                     done = future.result()
@@ -344,7 +329,7 @@ def _compute(root: str, rels: list[str], perceptual: bool, workers: int | None,
             log.warning("data check: a worker process died; hashing the %d files in this process", len(rels))
     results = []
     for start in range(0, len(rels), 64):
-        done = _hash_chunk(root, rels[start:start + 64], perceptual, limit, no_decode)
+        done = _hash_chunk(root, rels[start:start + 64], perceptual, limit)
         results.extend(done)
         if progress:
             progress(len(done))

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from bioclf.data.folder import list_class_folders, order_classes
-from bioclf.data.scan import FLAT_SPLITS, LABELLED_SPLITS, scan_dataset
+from bioclf.data.scan import FLAT_SPLITS, LABELLED_SPLITS, remember_scan
 from bioclf.datacheck.hashing import (
     DatasetFingerprint,
     FileRecord,
@@ -476,10 +476,6 @@ def check_dataset(
         report.problems.append(f"{root}: no images under train/, val/ or test/")
 
     cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
-    scan = scan_dataset(root, cache_root / "scans", use_cache=use_cache, workers=workers)
-    report.unreadable = list(scan.bad)
-    bad = {rel for rel, _ in scan.bad}
-
     done = [0]
 
     def tick(n: int) -> None:
@@ -487,13 +483,18 @@ def check_dataset(
         if progress:
             progress(done[0], len(rels))
 
+    # One decode per image: the hashing pass runs the image scan's check on every file and
+    # hashes that decode; the scan's result is then stored, so the suite's own scan (and every
+    # run's) finds it cached.
     records, unread = hash_files(root, rels, perceptual=True, cache_dir=cache_root, use_cache=use_cache,
-                                 workers=workers, progress=tick, no_decode=bad)
+                                 workers=workers, progress=tick)
+    bad = {rel: r.error for rel, r in records.items() if r.error is not None}
     for line in unread:  # gone or unreadable between the listing and the hashing
-        rel = line.split(": ", 1)[0]
-        if rel not in bad:
-            report.unreadable.append((rel, line.split(": ", 1)[-1]))
-            bad.add(rel)
+        rel, _, reason = line.partition(": ")
+        bad.setdefault(rel, reason)
+    report.unreadable = sorted(bad.items())
+    if use_cache:
+        remember_scan(root, report.unreadable, cache_root / "scans")
     report.records = {rel: r for rel, r in records.items() if rel not in bad}
 
     covered = [rel for rel in rels if rel.split("/", 1)[0] in LABELLED_SPLITS and rel in records]

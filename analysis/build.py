@@ -3,35 +3,51 @@
 No MLflow here (the caller logs the folder back through ``analysis.store``). Each part is
 built from what could be read; what could not is said in the report's notes, never silently
 left out.
+
+A rebuild redraws only what changed: each figure and table file is keyed by a hash of what it is
+drawn from (``analysis.cache``); a file whose key and bytes on disk are those recorded is kept,
+the others are written, and the files the report no longer has are removed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
-from analysis import classwise, figures, tables
-from analysis.history import best_epoch_of, stopped_early
+from analysis import classwise, tables
+from analysis.cache import ReportCache, content_key, figure_code, table_code
+from analysis.history import Curves, best_epoch_of, stopped_early
 from analysis.index import Section, write_index
-from analysis.jobs import FigureJob, render_all
+from analysis.jobs import FigureJob, WorkerPool, render_all
 from analysis.output import claim_folder, release_folder
 from analysis.render import Table, write_table
 from analysis.suite import METRIC_TOLERANCE, SuiteData, figure_runs, run_label
 
 FIGURES, TABLES = "figures", "tables"
+# What Figure 1 draws of a history, and of the ablation table what the forest plot draws: a
+# figure is given these columns only, so that its cache key changes with them alone (a run's
+# epoch times or a table's memory column do not redraw it).
+CURVE_COLUMNS = ("epoch", "train_loss", "val_loss", "train_acc", "val_acc", "lr")
+OVERLAY_COLUMNS = ("epoch", "val_acc")
+FOREST_COLUMNS = ("variant", "is_baseline", "delta", "delta_ci_low", "delta_ci_high", "verdict")
 
 
 @dataclass
 class BuildOptions:
     weakest_k: int = 10
     top_pairs: int = 15
-    figure_formats: tuple[str, ...] = ("png", "pdf")
+    # PDF on request only: saving it too costs ~40% more per figure (benchmarks/README.md).
+    figure_formats: tuple[str, ...] = ("png",)
     table_formats: tuple[str, ...] = ("md", "csv", "tex")
     workers: int | None = None  # figure processes; None: one per CPU (serial for a few figures)
+    progress: Callable[[str], None] | None = None  # told each step in a line (the CLI: stderr)
 
 
 @dataclass
@@ -41,15 +57,21 @@ class Report:
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     stale_removed: list[str] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)  # figure and table files drawn by this build
+    kept: list[str] = field(default_factory=list)  # unchanged since the last build: not redrawn
 
 
 class _Writer:
-    """Writes tables at once and figures at the end (``render_figures``), in parallel processes
-    when there are many: a 50-variant suite draws 50+ figures, and matplotlib is CPU-bound."""
+    """Writes tables at once and figures through a ``WorkerPool`` as they come (else all at the
+    end, ``render_figures``), skipping every file whose content key the cache already holds."""
 
-    def __init__(self, folder: Path, options: BuildOptions):
-        self.folder, self.options = folder, options
+    def __init__(self, folder: Path, options: BuildOptions, cache: ReportCache, pool: WorkerPool | None):
+        self.folder, self.options, self.cache, self.pool = folder, options, cache, pool
         self.files: list[Path] = []
+        self.written: list[str] = []
+        self.kept: list[str] = []
+        self.figure_counts = {"drawn": 0, "kept": 0}
+        self.table_counts = {"written": 0, "kept": 0}
         self._stems: set[str] = set()
         self._jobs: list[FigureJob] = []
 
@@ -62,48 +84,94 @@ class _Writer:
         self._stems.add(stem)
         return stem
 
-    def figure(self, stem: str, draw, *args) -> list[str]:
-        """Queue ``draw(*args)`` (a ``figures`` function) to be saved as ``figures/<stem>.<ext>``;
-        returns the paths relative to the report folder."""
-        job = FigureJob(draw, args, self.folder / FIGURES, stem, self.options.figure_formats)
-        self._jobs.append(job)
-        self.files += job.paths
-        return [f"{FIGURES}/{p.name}" for p in job.paths]
+    def figure(self, stem: str, draw: str, *args) -> list[str]:
+        """Have ``figures.<draw>(*args)`` saved as ``figures/<stem>.<ext>`` unless that file is
+        current; returns the paths relative to the report folder."""
+        key = content_key(figure_code(), draw, args)
+        formats = self.options.figure_formats
+        paths = [self.folder / FIGURES / f"{stem}.{ext}" for ext in formats]
+        missing = tuple(ext for ext, path in zip(formats, paths) if not self._current(path, key))
+        if missing:
+            job = FigureJob(draw, args, self.folder / FIGURES, stem, missing)
+            if self.pool is not None:
+                self.pool.submit(job)  # drawn now, in a worker, while the other parts are computed
+            else:
+                self._jobs.append(job)
+        self.figure_counts["drawn" if missing else "kept"] += 1
+        self.files += paths
+        return [f"{FIGURES}/{p.name}" for p in paths]
 
     def table(self, table: Table) -> Table:
-        self.files += write_table(table, self.folder / TABLES, self.options.table_formats)
+        key = content_key(table_code(), table.name, table.title, table.data, table.columns, table.notes)
+        missing = tuple(ext for ext in self.options.table_formats
+                        if not self._current(self.folder / TABLES / f"{table.name}.{ext}", key))
+        if missing:
+            write_table(table, self.folder / TABLES, missing)
+        self.table_counts["written" if missing else "kept"] += 1
+        self.files += [self.folder / TABLES / f"{table.name}.{ext}" for ext in self.options.table_formats]
         return table
 
-    def render_figures(self) -> None:
-        render_all(self._jobs, self.options.workers)
+    def _current(self, path: Path, key: str) -> bool:
+        """Is ``path`` already what ``key`` says it should be? Either way it is now expected under ``key``."""
+        rel = path.relative_to(self.folder).as_posix()
+        self.cache.expect(rel, key)
+        current = self.cache.hit(rel, key)
+        (self.kept if current else self.written).append(rel)
+        return current
+
+    def render_figures(self, say: Callable[[str], None]) -> None:
+        if self.figure_counts["drawn"]:
+            say(f"drawing {self.figure_counts['drawn']} figure(s); {self.figure_counts['kept']} unchanged, kept")
+        elif self.figure_counts["kept"]:
+            say(f"all {self.figure_counts['kept']} figures unchanged, kept")
+        if self.pool is not None:
+            self.pool.wait()
+        else:
+            render_all(self._jobs, self.options.workers)
         self._jobs = []
 
 
-def build_report(data: SuiteData, folder: Path, options: BuildOptions | None = None) -> Report:
+def build_report(data: SuiteData, folder: Path, options: BuildOptions | None = None,
+                 pool: WorkerPool | None = None) -> Report:
+    """The report of ``data`` in ``folder``. ``pool``: workers to draw the figures in (see
+    ``analysis.jobs``); without one, they are drawn at the end, forked when there are many."""
     options = options or BuildOptions()
+    say = options.progress or (lambda text: None)
+    started = time.perf_counter()
     owner = {"experiment": data.experiment, "suite_run_id": data.suite_run_id}
     previous = claim_folder(folder, owner)
-    out = _Writer(folder, options)
+    cache = ReportCache.read(folder)
+    cache.forget_report()
+    out = _Writer(folder, options, cache, pool)
     notes = list(data.notes)
+    significance = _significance(data, pool)  # first: the longest single computation of a report
     sections = [
         _curves_section(data, out, notes),
         _progress_section(data, out),
         *_classwise_sections(data, out, notes, options),
         _metrics_section(data, out),
-        _ablation_section(data, out),
+        _ablation_section(data, out, significance()),
     ]
-    out.render_figures()
+    tabled = out.table_counts
+    say(f"{tabled['written']} table(s) written; {tabled['kept']} unchanged, kept")
+    out.render_figures(say)
     index = write_index(folder / "index.md", data, sections, notes, datetime.now(timezone.utc),
                         options.table_formats)
     out.files.append(index)
+    # index.md is rewritten every build (its date); listed so that the CLI sees if it goes missing.
+    cache.expect(index.name, "index")
     stale = release_folder(folder, owner, out.files, previous)
-    return Report(folder, index, out.files, notes, stale)
+    cache.finish()
+    if stale:
+        say(f"removed {len(stale)} file(s) this report no longer has")
+    say(f"built in {time.perf_counter() - started:.1f} s")
+    return Report(folder, index, out.files, notes, stale, out.written, out.kept)
 
 
 # ---------------------------------------------------------------- sections
 
 
-def curves_of(data: SuiteData, rows: pd.DataFrame) -> list[figures.Curves]:
+def curves_of(data: SuiteData, rows: pd.DataFrame) -> list[Curves]:
     """Plot inputs for the runs of ``rows`` that have a history (suite order)."""
     curves = []
     for _, r in rows[rows["run_id"].notna()].iterrows():
@@ -111,30 +179,34 @@ def curves_of(data: SuiteData, rows: pd.DataFrame) -> list[figures.Curves]:
         if h.empty:
             continue
         max_epochs = r["max_epochs"] if pd.notna(r["max_epochs"]) else None
-        curves.append(figures.Curves(h, r["seed"], best_epoch_of(h, r["best_epoch"]),
-                                     stopped_early(h, max_epochs, r["status"], r.get("stopped_early")), r["status"]))
+        curves.append(Curves(_columns(h, CURVE_COLUMNS), r["seed"], best_epoch_of(h, r["best_epoch"]),
+                             stopped_early(h, max_epochs, r["status"], r.get("stopped_early")), r["status"]))
     return curves
+
+
+def _columns(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    return frame[[c for c in columns if c in frame.columns]]
 
 
 def _curves_section(data: SuiteData, out: _Writer, notes: list[str]) -> Section:
     section = Section("Figure 1. Training curves")
-    firsts: dict[str, figures.Curves] = {}
+    firsts: dict[str, Curves] = {}
     for variant in data.variants:
         curves = curves_of(data, data.runs[data.runs["variant"] == variant])
         if not curves:
             notes.append(f"{variant}: no per-epoch history in the store, no training curves.")
             continue
-        firsts[variant] = curves[0]
+        firsts[variant] = dataclasses.replace(curves[0], history=_columns(curves[0].history, OVERLAY_COLUMNS))
         main = curves[0]
         tags = [f"seed {main.seed}"] + ([f"{len(curves) - 1} more seed(s) faint"] if len(curves) > 1 else [])
         if main.status != "FINISHED":
             tags.append(main.status.lower())
         role = " (baseline)" if variant == data.baseline else ""
         title = f"Training curves — {variant}{role}, {', '.join(tags)}"
-        section.figure(title, out.figure(out.stem(f"fig1_curves_{variant}"), figures.training_curves, curves, title))
+        section.figure(title, out.figure(out.stem(f"fig1_curves_{variant}"), "training_curves", curves, title))
     if firsts:
         title = f"Validation accuracy of every variant — {data.experiment}"
-        section.figure(title, out.figure(out.stem("fig1_val_acc_all_variants"), figures.val_acc_overlay, firsts,
+        section.figure(title, out.figure(out.stem("fig1_val_acc_all_variants"), "val_acc_overlay", firsts,
                                          data.baseline, title), first=True)
     return section
 
@@ -161,13 +233,13 @@ def _classwise_sections(data: SuiteData, out: _Writer, notes: list[str], options
         tag = f"{role}_{run_label(row)}"
 
         title = f"Per-class validation accuracy — {who}"
-        per_class.figure(title, out.figure(out.stem(f"fig2_per_class_{tag}"), figures.per_class_bars, accuracy,
+        per_class.figure(title, out.figure(out.stem(f"fig2_per_class_{tag}"), "per_class_bars", accuracy,
                                            options.weakest_k, title))
         weakest = classwise.weakest_classes(accuracy, options.weakest_k)
         per_class.table(out.table(tables.weakest_classes_table(weakest, out.stem(f"table_weakest_classes_{tag}"), who)))
 
         title = f"Confusion matrix (row-normalised) — {who}"
-        confusion.figure(title, out.figure(out.stem(f"fig3_confusion_{tag}"), figures.confusion_heatmap,
+        confusion.figure(title, out.figure(out.stem(f"fig3_confusion_{tag}"), "confusion_heatmap",
                                            classwise.row_normalise(counts), names, title))
         pairs = classwise.confused_pairs(counts, names, options.top_pairs)
         confusion.table(out.table(tables.confused_pairs_table(pairs, out.stem(f"table_confused_pairs_{tag}"), who)))
@@ -196,14 +268,22 @@ def _metrics_section(data: SuiteData, out: _Writer) -> Section:
     return section
 
 
-def _ablation_section(data: SuiteData, out: _Writer) -> Section:
+def _significance(data: SuiteData, pool: WorkerPool | None) -> Callable[[], pd.DataFrame | None]:
+    """The ablation's tests (bootstrap intervals, exact tests), started in a worker when there is
+    one, so that they run while this process builds the other parts; returns what waits for them."""
+    args = (data.runs, data.predictions, data.baseline, data.variants)
+    if pool is None:
+        return lambda: tables.ablation_significance(*args)
+    return pool.call(tables.ablation_significance, *args)
+
+
+def _ablation_section(data: SuiteData, out: _Writer, significance: pd.DataFrame | None) -> Section:
     title = f"Ablation — {data.experiment}"
     section = Section(f"Tables 4–6. {title}")
-    significance = tables.ablation_significance(data.runs, data.predictions, data.baseline, data.variants)
     table = out.table(tables.ablation_table(data.runs, data.baseline, data.variants, data.diffs, title, significance))
     section.table(table)
     if significance is not None and len(significance) > 1:
-        paths = out.figure(out.stem("fig_ablation_delta"), figures.forest_plot, table.data, data.baseline,
-                           f"Δ vs baseline — {data.experiment}")
+        paths = out.figure(out.stem("fig_ablation_delta"), "forest_plot", _columns(table.data, FOREST_COLUMNS),
+                           data.baseline, f"Δ vs baseline — {data.experiment}")
         section.figure("Δ vs baseline with 95% intervals; colour = verdict after Holm correction", paths)
     return section

@@ -1,15 +1,17 @@
 """Per-class results from a run's logged predictions (``predictions/val.csv``), no model needed.
 
-Macro scores are computed exactly as the trainer computes them (scikit-learn, macro over the
-classes present in the validation labels, ``zero_division=0``), so they reproduce the logged
-``val_f1_macro`` / ``val_precision_macro`` / ``val_recall_macro``.
+Macro scores are computed exactly as the trainer computes them (scikit-learn's
+``precision_recall_fscore_support``: macro over the classes present in the validation labels,
+``zero_division=0``), so they reproduce the logged ``val_f1_macro`` / ``val_precision_macro`` /
+``val_recall_macro``. They are written out with numpy, the same operations in the same order
+(tests/test_report_cache.py checks them equal to scikit-learn's, bit for bit): importing
+scikit-learn costs the report about a second.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 
 def class_names(classes: pd.DataFrame | None, num_classes: int) -> list[str]:
@@ -30,7 +32,7 @@ def num_classes_of(predictions: pd.DataFrame, classes: pd.DataFrame | None) -> i
 def macro_scores(predictions: pd.DataFrame) -> dict[str, float]:
     """Top-1, top-5 and macro precision / recall / F1 of a predictions frame."""
     y, p = predictions["label"].to_numpy(int), predictions["pred"].to_numpy(int)
-    prec, rec, f1, _ = precision_recall_fscore_support(y, p, labels=np.unique(y), average="macro", zero_division=0)
+    prec, rec, f1 = _macro_prf(y, p)
     top5 = [str(label) in str(t).split() for label, t in zip(y, predictions["top5"])] if "top5" in predictions else []
     return {
         "best_val_acc": float((y == p).mean()),
@@ -41,9 +43,36 @@ def macro_scores(predictions: pd.DataFrame) -> dict[str, float]:
     }
 
 
+def _macro_prf(y: np.ndarray, p: np.ndarray) -> tuple[float, float, float]:
+    """scikit-learn's ``precision_recall_fscore_support(y, p, labels=np.unique(y), average="macro",
+    zero_division=0)``: per class of ``y``, tp / predicted, tp / true and 2 tp / (true + predicted)
+    (0 where a denominator is 0), then the mean over those classes."""
+    labels = np.unique(y)
+    tp = np.array([np.count_nonzero((y == c) & (p == c)) for c in labels], dtype=np.int64)
+    pred = np.array([np.count_nonzero(p == c) for c in labels], dtype=np.int64)
+    true = np.array([np.count_nonzero(y == c) for c in labels], dtype=np.int64)
+    precision = _divide(tp.astype(float), pred.astype(float))
+    recall = _divide(tp.astype(float), true.astype(float))
+    f_score = _divide(2.0 * tp.astype(float), 1.0 * true.astype(float) + pred.astype(float))
+    return float(np.nanmean(precision)), float(np.nanmean(recall)), float(np.nanmean(f_score))
+
+
+def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """``numerator / denominator``, 0 where the denominator is 0 (scikit-learn's ``zero_division=0``)."""
+    zero = denominator == 0
+    result = numerator / np.where(zero, 1.0, denominator)
+    result[zero] = 0.0
+    return result
+
+
 def confusion_counts(predictions: pd.DataFrame, num_classes: int) -> np.ndarray:
-    """Counts, rows = true class, columns = predicted class."""
-    return confusion_matrix(predictions["label"], predictions["pred"], labels=np.arange(num_classes))
+    """Counts (int64), rows = true class, columns = predicted class; labels outside
+    ``0 .. num_classes - 1`` are left out, as scikit-learn's ``confusion_matrix`` does."""
+    y = predictions["label"].to_numpy(np.int64)
+    p = predictions["pred"].to_numpy(np.int64)
+    keep = (y >= 0) & (y < num_classes) & (p >= 0) & (p < num_classes)
+    flat = np.bincount(y[keep] * num_classes + p[keep], minlength=num_classes * num_classes)
+    return flat.astype(np.int64).reshape(num_classes, num_classes)
 
 
 def row_normalise(counts: np.ndarray) -> np.ndarray:

@@ -5,13 +5,24 @@ Thin by design: resolve the suites, load each (``analysis.store``), build its re
 but could not be logged back to the store; 2 bad input or nothing to report (empty store,
 unknown experiment or suite, a folder that is not a report's). Errors are one line; ``--debug``
 shows the traceback.
+
+Fast when nothing changed: for a local SQLite store, ``analysis.probe`` fingerprints what each
+report is drawn from without importing MLflow; a report folder that holds the report of that
+fingerprint (``analysis.cache``) is kept as it is, and when every report is, the call ends there.
+Otherwise the figure workers are forked first (``analysis.jobs.WorkerPool``), so that they import
+matplotlib while this process imports MLflow and reads the store, and only the figures and
+tables whose inputs changed are redrawn. Progress goes to stderr, results to stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
+import os
 import re
 import sys
+import time
 from pathlib import Path
 
 from analysis.errors import ReportError
@@ -27,6 +38,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 FIGURE_FORMATS = ("png", "pdf", "svg")
+TABLE_FORMATS = ("md", "csv", "tex")
 
 
 def _formats(text: str) -> tuple[str, ...]:
@@ -50,8 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "else sqlite:///<project>/mlruns/mlflow.db)")
     p.add_argument("--top-k", type=int, default=10, metavar="K", help="weakest classes labelled and listed (10)")
     p.add_argument("--top-pairs", type=int, default=15, metavar="N", help="confused pairs listed (15)")
-    p.add_argument("--figure-formats", type=_formats, default=("png", "pdf"), metavar="EXT,...",
-                   help="figure files to write, first one shown in index.md (default: png,pdf)")
+    p.add_argument("--figure-formats", type=_formats, default=("png",), metavar="EXT,...",
+                   help="figure files to write, first one shown in index.md (default: png)")
+    p.add_argument("--pdf", action="store_true",
+                   help="also save every figure as PDF (drawing takes about 40%% longer)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="processes drawing figures (default: one per CPU; 1: none)")
     p.add_argument("--no-log", action="store_true", help="do not log the report back to the suite run")
@@ -61,6 +75,61 @@ def build_parser() -> argparse.ArgumentParser:
 
 def folder_name(experiment: str) -> str:
     return re.sub(r"[^\w.+-]+", "_", experiment).strip("_") or "experiment"
+
+
+def figure_formats(args) -> tuple[str, ...]:
+    """``--figure-formats``, with PDF added by ``--pdf``."""
+    formats = tuple(args.figure_formats)
+    return formats + ("pdf",) if args.pdf and "pdf" not in formats else formats
+
+
+# ---------------------------------------------------------------- reports that are current
+
+
+def _report_keys(args, formats: tuple[str, ...]) -> dict[str, str]:
+    """``{experiment: key}`` of the reports this call would build, where the store can be
+    fingerprinted without MLflow (``analysis.probe``); {} where it cannot, or for ``--suite``."""
+    if args.suite:
+        return {}
+    from analysis import probe
+    from analysis.cache import content_key, report_code
+
+    uri = probe.resolve_uri(args.tracking_uri)
+    prints = probe.fingerprints(uri, args.experiment)
+    if not prints:
+        return {}
+    options = [args.top_k, args.top_pairs, list(formats), list(TABLE_FORMATS)]
+    return {name: content_key("bioclf-report", report_code(), uri, options, fp) for name, fp in prints.items()}
+
+
+def _current_reports(args, keys: dict[str, str]) -> dict[str, dict]:
+    """The reports among ``keys`` whose folder holds that very report, untouched (and logged to
+    the store, unless this call says ``--no-log``)."""
+    from analysis.cache import ReportCache
+
+    current = {}
+    for experiment, key in keys.items():
+        report = ReportCache.read(args.out / folder_name(experiment)).current_report(key)
+        if report is not None and (report.get("logged") or args.no_log):
+            current[experiment] = report
+    return current
+
+
+def _say_kept(experiment: str, report: dict, say, err) -> None:
+    for line in report.get("lines", []):
+        say(line)
+    err(f"bioclf-report: {experiment}: nothing changed since the last report: kept as it is "
+        "(nothing read through MLflow, drawn or logged)")
+
+
+def _remember(folder: Path, key: str, lines: list[str], logged: bool) -> None:
+    """Record that ``folder`` now holds the report of ``key`` (what was said, whether logged)."""
+    from analysis.cache import ReportCache
+
+    ReportCache.read(folder).set_report(key, {"lines": lines, "logged": logged})
+
+
+# ---------------------------------------------------------------- building
 
 
 def _targets(reader, args, say) -> tuple[list, int]:
@@ -90,38 +159,72 @@ def _targets(reader, args, say) -> tuple[list, int]:
 
 
 def run(args, say=print) -> int:
+    err = lambda text: say(text, file=sys.stderr)  # noqa: E731
+    formats = figure_formats(args)
+    keys = _report_keys(args, formats)
+    current = _current_reports(args, keys)
+    if keys and len(current) == len(keys):  # every report is current: MLflow is not even imported
+        for experiment in keys:
+            _say_kept(experiment, current[experiment], say, err)
+        return EXIT_OK
+    from analysis.jobs import WorkerPool
+
+    pool = WorkerPool.start(args.workers)  # before MLflow is imported: see analysis.jobs
+    try:
+        return _build_all(args, formats, keys, current, pool, say, err)
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _build_all(args, formats, keys: dict[str, str], current: dict[str, dict], pool, say, err) -> int:
     from analysis.build import FIGURES, TABLES, BuildOptions, build_report
     from analysis.store import StoreReader  # imported here: --help stays fast (mlflow is slow to import)
 
-    err = lambda text: say(text, file=sys.stderr)  # noqa: E731
     reader = StoreReader(args.tracking_uri)
     targets, problems = _targets(reader, args, err)
-    options = BuildOptions(weakest_k=args.top_k, top_pairs=args.top_pairs, figure_formats=args.figure_formats,
-                           workers=args.workers)
+    options = BuildOptions(weakest_k=args.top_k, top_pairs=args.top_pairs, figure_formats=formats,
+                           table_formats=TABLE_FORMATS, workers=args.workers)
     not_logged = 0
     for experiment, suite in targets:
+        if experiment in current:
+            _say_kept(experiment, current[experiment], say, err)
+            continue
+        progress = lambda text, e=experiment: err(f"bioclf-report: {e}: {text}")  # noqa: E731
         try:
+            progress(f"reading suite run {suite.info.run_id}...")
+            started = time.perf_counter()
             data = reader.load(experiment, suite, all_predictions=True)  # paired tests need every run's
             if data.runs["run_id"].isna().all():
                 raise ReportError(f"nothing to report for {experiment!r}: suite run {suite.info.run_id} "
                                   "has no run in the store yet")
-            report = build_report(data, args.out / folder_name(experiment), options)
+            progress(f"read {len(data.runs)} run(s), {len(data.histories)} history rows and "
+                     f"{len(data.predictions)} predictions file(s) in {time.perf_counter() - started:.1f} s")
+            folder = args.out / folder_name(experiment)
+            report = build_report(data, folder, dataclasses.replace(options, progress=progress), pool)
         except ReportError as exc:
             err(f"bioclf-report: error: {exc}")
             problems += 1
             continue
-        say(f"{experiment}: {len(report.files)} files -> {report.index} (suite run {data.suite_run_id})")
-        for note in report.notes:
-            say(f"  note: {note}")
+        lines = [f"{experiment}: {len(report.files)} files -> {report.index} (suite run {data.suite_run_id})"]
+        lines += [f"  note: {note}" for note in report.notes]
+        for line in lines:
+            say(line)
+        logged = False
         if not args.no_log:
             try:
+                progress(f"logging the report to suite run {data.suite_run_id}...")
                 reader.log_report(data.suite_run_id, report.folder, [FIGURES, TABLES], [report.index.name])
-                say(f"  logged to suite run {data.suite_run_id} under report/")
+                lines.append(f"  logged to suite run {data.suite_run_id} under report/")
+                say(lines[-1])
+                logged = True
             except Exception as exc:  # the report on disk stands; say why the store did not take it
                 if args.debug:
                     raise
                 err(f"bioclf-report: warning: could not log the report to the store: {type(exc).__name__}: {exc}")
                 not_logged += 1
+        if experiment in keys:
+            _remember(folder, keys[experiment], lines, logged)
     if problems or not targets:
         return EXIT_BAD_INPUT
     return EXIT_NOT_LOGGED if not_logged else EXIT_OK
@@ -129,6 +232,26 @@ def run(args, say=print) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    code = _main(args)
+    if argv is None and "mlflow" in sys.modules:  # the program itself, not a caller in Python
+        _exit_without_teardown(code)
+    return code
+
+
+def _exit_without_teardown(code: int) -> None:
+    """End the process now. Tearing down MLflow's, pandas' and matplotlib's modules takes the
+    interpreter about a second once the report is done, and does nothing for it: every file is
+    closed, every write to the store committed, the workers joined. Output is flushed first."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def _main(args) -> int:
     try:
         return run(args)
     except ReportError as exc:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -20,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from analysis.classwise import weakest_classes
-from analysis.history import lr_drops
+from analysis.history import Curves, lr_drops  # noqa: F401 - Curves: figures.Curves as before
 
 ANNOTATE_MAX_CLASSES = 20  # confusion cells carry their % up to this many classes
 TICKS_ALL_MAX_CLASSES = 30  # every class gets a tick label up to this many classes
@@ -50,17 +49,6 @@ def save_figure(fig: Figure, folder: Path, stem: str, formats: tuple[str, ...] =
 
 
 # ---------------------------------------------------------------- Figure 1: training curves
-
-
-@dataclass
-class Curves:
-    """One run's history for plotting, and what to mark on it."""
-
-    history: pd.DataFrame  # epoch, train_loss, val_loss, train_acc, val_acc, lr
-    seed: object = None
-    best_epoch: int | None = None
-    stopped_early: bool = False
-    status: str = "FINISHED"
 
 
 def _plot_metric(ax, h: pd.DataFrame, key: str, color: str, label: str | None, scale: float, faint: bool) -> None:

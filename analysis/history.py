@@ -17,6 +17,18 @@ import pandas as pd
 CONTINUOUS_DECAY_SHARE = 0.5
 
 
+@dataclass
+class Curves:
+    """One run's history for plotting (Figure 1), and what to mark on it. Here, not in
+    ``figures``, so that building a report's inputs does not import matplotlib."""
+
+    history: pd.DataFrame  # epoch, train_loss, val_loss, train_acc, val_acc, lr
+    seed: object = None
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    status: str = "FINISHED"
+
+
 @dataclass(frozen=True)
 class LrDrop:
     epoch: int  # first epoch trained at the lower rate

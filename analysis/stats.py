@@ -51,6 +51,7 @@ Power hints.
 
 from __future__ import annotations
 
+import importlib
 import math
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -59,7 +60,21 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy import signal, stats
+
+
+class _OnFirstUse:
+    """A module imported when first used: scipy.stats and scipy.signal take ~0.7 s to import, and
+    ``bioclf-report`` computes the tests in a worker process that has them already (the tables
+    module, which imports this one, runs in a process that need not pay for them)."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str):
+        return getattr(importlib.import_module(self._name), attr)
+
+
+signal, stats = _OnFirstUse("scipy.signal"), _OnFirstUse("scipy.stats")
 
 # 100,000 resamples keep a 95% edge within ~0.02 points (Monte-Carlo s.e.) at n = 300 images;
 # the resampling draws multinomial counts, so this costs tens of milliseconds whatever n is.

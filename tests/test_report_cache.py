@@ -100,7 +100,12 @@ def test_tables_equal_those_of_the_report_before_the_cache(store, tmp_path, monk
     for name, workers in (("one", "1"), ("pool", "2")):
         rc, _, err = _cli("--tracking-uri", store.uri, "--out", tmp_path / name, "--no-log", "--workers", workers)
         assert rc == 0, err
-    assert started[0] is None and started[1] is not None  # the second build did use the pool
+    assert started[0] is None
+    # the second build used the pool, where it can fork: a process with other threads (a test
+    # session that already ran a tracking server or Ray) draws everything itself
+    import threading
+
+    assert (started[1] is not None) == (threading.active_count() == 1)
     want = {p.name: p.read_text() for p in sorted(FIXTURE.glob("*.csv"))}
     for name in ("one", "pool"):
         got = _csvs(tmp_path / name / "fixture", _labels(store.info))

@@ -54,7 +54,8 @@ def check_weights(backbone: str, name: str) -> None:
     """A torchvision weights name of ``backbone`` (or DEFAULT); BioclfError listing the valid ones."""
     valid = ("DEFAULT", *BACKBONES_INFO[backbone].weights)
     if name not in valid:
-        raise BioclfError(f"unknown weights {name!r} for {backbone}; valid: {', '.join(valid)}, or false")
+        raise BioclfError(f"model.pretrained: unknown weights {name!r} for {backbone}; "
+                          f"valid: {', '.join(valid)}, or false")
 
 
 def head_param_count(cfg: "HeadConfig", in_features: int, num_classes: int) -> int:

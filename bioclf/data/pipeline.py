@@ -251,6 +251,7 @@ class BatchStage:
         self.tensor_kernels = list(tensor_kernels)
         self.decode = decode
         self.normalize = normalize
+        self._on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __call__(self, images, device: torch.device | str | None = None,
                  memory_format: torch.memory_format | None = None) -> torch.Tensor:
@@ -264,14 +265,20 @@ class BatchStage:
         if self.normalize:
             for kernel in self.kernels:
                 x = kernel(x)
-            mean = torch.tensor(self.mean, device=device)[:, None, None]
-            std = torch.tensor(self.std, device=device)[:, None, None]
+            mean, std = self._constants(device)
             x = (x - mean).div_(std)
             for kernel in self.tensor_kernels:
                 x = kernel(x)
         if memory_format is not None:
             x = x.contiguous(memory_format=memory_format)
         return x
+
+    def _constants(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalize's mean and std on ``device``, made once (not a host-to-device copy per batch)."""
+        if device not in self._on_device:
+            self._on_device[device] = (torch.tensor(self.mean, device=device)[:, None, None],
+                                       torch.tensor(self.std, device=device)[:, None, None])
+        return self._on_device[device]
 
     def _size(self, images: list[torch.Tensor]) -> torch.Tensor:
         """The sizing components per image (torchvision's transforms, on float 0..255 pixels so

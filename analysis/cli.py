@@ -92,9 +92,10 @@ def _report_keys(args, formats: tuple[str, ...]) -> dict[str, str]:
     if args.suite:
         return {}
     from analysis import probe
+    from bioclf.tracking.uri import resolve_tracking_uri
     from analysis.cache import content_key, report_code
 
-    uri = probe.resolve_uri(args.tracking_uri)
+    uri = resolve_tracking_uri(args.tracking_uri)
     prints = probe.fingerprints(uri, args.experiment)
     if not prints:
         return {}

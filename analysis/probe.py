@@ -21,26 +21,14 @@ report does not.
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-ROLE = "bioclf.role"  # the tracking contract's tag (docs/tracking.md), as in analysis.store
+from bioclf.tracking import contract as C
+
 # The artifacts analysis.store reads from a run; a change to any of them may change the report.
-READ_ARTIFACTS = ("suite.json", "history.csv", "predictions/val.csv", "classes.csv")
-
-
-def resolve_uri(cli_uri: str | None) -> str:
-    """``bioclf.tracking.resolve_tracking_uri`` without importing MLflow (that module does):
-    ``--tracking-uri`` > ``MLFLOW_TRACKING_URI`` > the nearest ``mlruns/mlflow.db`` above the
-    working directory. A test keeps the two equal."""
-    uri = cli_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    start = Path.cwd().resolve()
-    store = next((f / "mlruns" for f in (start, *start.parents) if (f / "mlruns").is_dir()), start / "mlruns")
-    return f"sqlite:///{store / 'mlflow.db'}"
+READ_ARTIFACTS = (C.SUITE_MANIFEST, C.HISTORY, C.PREDICTIONS, C.CLASSES)
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -88,7 +76,7 @@ def _targets(con, experiments: list[str] | None) -> list[tuple[str, int]]:
     with_suite = {name for (name,) in con.execute(
         "SELECT DISTINCT e.name FROM experiments e JOIN runs r ON r.experiment_id = e.experiment_id "
         "JOIN tags t ON t.run_uuid = r.run_uuid WHERE e.lifecycle_stage = 'active' AND "
-        "r.lifecycle_stage = 'active' AND t.key = ? AND t.value = 'suite'", (ROLE,))}
+        "r.lifecycle_stage = 'active' AND t.key = ? AND t.value = ?", (C.ROLE, C.ROLE_SUITE))}
     by_name = dict(rows)
     wanted = list(experiments) if experiments else sorted(with_suite)
     if not wanted or any(name not in with_suite for name in wanted):

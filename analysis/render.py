@@ -64,7 +64,7 @@ FORMATS = {
     "loss": lambda v: f"{v:.4f}",
     "lr": lambda v: f"{v:.2e}",
     "epochs": _epochs,
-    "seconds": lambda v: f"{v:.1f}",
+    "1dp": lambda v: f"{v:.1f}",  # one decimal: seconds, MB, ms
     "p": lambda v: "<0.001" if v < 0.001 else f"{v:.3f}",
 }
 

@@ -603,6 +603,23 @@ def compare_to_baseline(
     _check_alpha(alpha)
     if baseline not in correct:
         raise ValueError(f"baseline {baseline!r} is not among the variants {list(correct)}")
+    mats = _correctness_matrices(correct)
+    base_seeds, base_m = mats[baseline]
+    rows = []
+    for variant, (seeds, m) in mats.items():
+        row = _row(variant, seeds, m, n_resamples, alpha, seed)
+        if variant == baseline:
+            row.update(n_paired=row["n_seeds"], delta=0.0, verdict=BASELINE)
+        else:
+            _compare_paired(row, seeds, m, base_seeds, base_m, n_resamples, alpha, seed)
+        rows.append(row)
+    _holm_verdicts_and_hints([r for r in rows if r["variant"] != baseline], alpha, power)
+    frame = pd.DataFrame(rows).drop(columns="_hint")
+    return frame[list(COLUMNS)]
+
+
+def _correctness_matrices(correct: Mapping[str, Mapping[int, np.ndarray]]) -> dict[str, tuple[list[int], np.ndarray]]:
+    """variant -> (its seeds, sorted; seeds x images 0/1 matrix); every variant on the same images."""
     mats: dict[str, tuple[list[int], np.ndarray]] = {}
     n = None
     for variant, by_seed in correct.items():
@@ -616,52 +633,55 @@ def compare_to_baseline(
             raise ValueError(f"{variant}: {m.shape[1]} images, expected {n} "
                              "(all runs must share the validation images)")
         mats[variant] = (seeds, m)
+    return mats
 
-    base_seeds, base_m = mats[baseline]
-    rows = []
-    for variant, (seeds, m) in mats.items():
-        accs = m.sum(axis=1) / n
-        acc_mean, acc_std, n_seeds = seed_summary(accs)
-        low, high = _mean_ci(m.sum(axis=0), m.size, n_resamples, alpha, _row_rng(seed, variant, 0))
-        row = dict(variant=variant, n_seeds=n_seeds, n_paired=0, n_images=n, acc_mean=acc_mean, acc_std=acc_std,
-                   acc_ci_low=low, acc_ci_high=high, delta=math.nan, delta_ci_low=math.nan, delta_ci_high=math.nan,
-                   test=None, p_images=math.nan, p_seeds=math.nan, p_value=math.nan, p_holm=math.nan,
-                   correction=CORRECTION, verdict=NA, images_needed=math.nan, seeds_needed=math.nan, _hint=None)
-        if variant == baseline:
-            row.update(n_paired=n_seeds, delta=0.0, verdict=BASELINE)
-            rows.append(row)
-            continue
-        common = sorted(set(seeds) & set(base_seeds))
-        row["n_paired"] = k = len(common)
-        if k:
-            b = m[[seeds.index(s) for s in common]]
-            a = base_m[[base_seeds.index(s) for s in common]]
-            delta, dlow, dhigh = paired_bootstrap_delta(a, b, n_resamples=n_resamples, alpha=alpha,
-                                                        seed=_row_rng(seed, variant, 1))
-            row.update(delta=delta, delta_ci_low=dlow, delta_ci_high=dhigh)
-            acc_a = dict(zip(common, a.sum(axis=1) / n))
-            acc_b = dict(zip(common, b.sum(axis=1) / n))
-            if k == 1:
-                row.update(test=TEST_MCNEMAR, p_images=mcnemar_exact(a[0].astype(bool), b[0].astype(bool)).p_value)
-                row["p_value"] = row["p_images"]
-            else:
-                row["p_images"] = sign_flip_exact(a, b)
-                row["p_seeds"] = paired_seed_test(acc_a, acc_b)[1]
-                if k >= MIN_SEEDS_FOR_T:
-                    row.update(test=TEST_MAX, p_value=max(row["p_images"], row["p_seeds"]))
-                else:
-                    row.update(test=TEST_SIGN_FLIP, p_value=row["p_images"])
-            # exact per-seed Δ from integer counts (no float noise in their sd)
-            per_seed_delta = (b.sum(axis=1) - a.sum(axis=1)) / n
-            discordant = float(np.mean(np.sum(a != b, axis=1) / n))
-            row["_hint"] = (float(np.mean(a.sum(axis=1) / n)), float(np.mean(b.sum(axis=1) / n)), discordant,
-                            seed_summary(per_seed_delta))
-        rows.append(row)
 
-    others = [i for i, r in enumerate(rows) if r["variant"] != baseline]
-    adjusted = holm_bonferroni([rows[i]["p_value"] for i in others])
-    for i, p_adj in zip(others, adjusted):
-        r = rows[i]
+def _row(variant: str, seeds: list[int], m: np.ndarray, n_resamples: int, alpha: float, seed: int) -> dict:
+    """A variant's own columns (accuracy over seeds, its interval); the comparison columns NaN."""
+    n = m.shape[1]
+    acc_mean, acc_std, n_seeds = seed_summary(m.sum(axis=1) / n)
+    low, high = _mean_ci(m.sum(axis=0), m.size, n_resamples, alpha, _row_rng(seed, variant, 0))
+    return dict(variant=variant, n_seeds=n_seeds, n_paired=0, n_images=n, acc_mean=acc_mean, acc_std=acc_std,
+                acc_ci_low=low, acc_ci_high=high, delta=math.nan, delta_ci_low=math.nan, delta_ci_high=math.nan,
+                test=None, p_images=math.nan, p_seeds=math.nan, p_value=math.nan, p_holm=math.nan,
+                correction=CORRECTION, verdict=NA, images_needed=math.nan, seeds_needed=math.nan, _hint=None)
+
+
+def _compare_paired(row: dict, seeds: list[int], m: np.ndarray, base_seeds: list[int], base_m: np.ndarray,
+                    n_resamples: int, alpha: float, seed: int) -> None:
+    """Δ vs the baseline over the seeds both have, its interval and the primary p-value (the rule
+    in compare_to_baseline's docstring); what the power hints need is kept in ``row["_hint"]``."""
+    common = sorted(set(seeds) & set(base_seeds))
+    row["n_paired"] = k = len(common)
+    if not k:
+        return
+    n = m.shape[1]
+    b = m[[seeds.index(s) for s in common]]
+    a = base_m[[base_seeds.index(s) for s in common]]
+    delta, dlow, dhigh = paired_bootstrap_delta(a, b, n_resamples=n_resamples, alpha=alpha,
+                                                seed=_row_rng(seed, row["variant"], 1))
+    row.update(delta=delta, delta_ci_low=dlow, delta_ci_high=dhigh)
+    if k == 1:
+        row.update(test=TEST_MCNEMAR, p_images=mcnemar_exact(a[0].astype(bool), b[0].astype(bool)).p_value)
+        row["p_value"] = row["p_images"]
+    else:
+        row["p_images"] = sign_flip_exact(a, b)
+        row["p_seeds"] = paired_seed_test(dict(zip(common, a.sum(axis=1) / n)), dict(zip(common, b.sum(axis=1) / n)))[1]
+        if k >= MIN_SEEDS_FOR_T:
+            row.update(test=TEST_MAX, p_value=max(row["p_images"], row["p_seeds"]))
+        else:
+            row.update(test=TEST_SIGN_FLIP, p_value=row["p_images"])
+    # exact per-seed Δ from integer counts (no float noise in their sd)
+    per_seed_delta = (b.sum(axis=1) - a.sum(axis=1)) / n
+    discordant = float(np.mean(np.sum(a != b, axis=1) / n))
+    row["_hint"] = (float(np.mean(a.sum(axis=1) / n)), float(np.mean(b.sum(axis=1) / n)), discordant,
+                    seed_summary(per_seed_delta))
+
+
+def _holm_verdicts_and_hints(rows: list[dict], alpha: float, power: float) -> None:
+    """Holm over the non-baseline ``rows``, their verdicts, and for "within noise" rows the
+    images / seeds a decision would need."""
+    for r, p_adj in zip(rows, holm_bonferroni([r["p_value"] for r in rows])):
         r["p_holm"] = float(p_adj)
         r["verdict"] = verdict(r["delta"], r["p_holm"], alpha)
         if r["verdict"] == NOISE and r["_hint"] is not None:
@@ -671,8 +691,6 @@ def compare_to_baseline(
             if k >= 2:
                 sds = seeds_needed(d_mean, d_std, alpha, power)
                 r["seeds_needed"] = math.inf if sds is None else float(sds)
-    frame = pd.DataFrame(rows).drop(columns="_hint")
-    return frame[list(COLUMNS)]
 
 
 def table_note(frame: pd.DataFrame, alpha: float = 0.05, power: float = 0.8) -> str:

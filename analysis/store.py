@@ -35,9 +35,10 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from analysis.errors import ReportError  # noqa: E402
 from analysis.suite import EPOCH_METRICS, FINAL_METRICS, NOT_RUN, SuiteData, figure_runs, run_label  # noqa: E402
 from bioclf.errors import BioclfError  # noqa: E402
-from bioclf.tracking import check_server, resolve_tracking_uri  # noqa: E402
+from bioclf.tracking import contract as C  # noqa: E402
+from bioclf.tracking.uri import check_server, resolve_tracking_uri  # noqa: E402
 
-ROLE, PARENT = "bioclf.role", "mlflow.parentRunId"
+ROLE, PARENT = C.ROLE, C.PARENT_RUN
 WORKERS = 8  # artifact downloads and metric histories are I/O bound (HTTP or SQLite)
 _UNREADABLE = (MlflowException, OSError, ValueError, pd.errors.EmptyDataError, pd.errors.ParserError)
 
@@ -68,7 +69,7 @@ class StoreReader:
         exps = {e.experiment_id: e.name for e in self._all_experiments()}
         if not exps:
             return []
-        suites = self._search(list(exps), f"tags.`{ROLE}` = 'suite'")
+        suites = self._search(list(exps), f"tags.`{ROLE}` = '{C.ROLE_SUITE}'")
         return sorted({exps[r.info.experiment_id] for r in suites})
 
     def latest_suite(self, experiment: str) -> Run:
@@ -76,7 +77,7 @@ class StoreReader:
         if exp is None or exp.lifecycle_stage != "active":
             known = ", ".join(self.suite_experiments()) or "none"
             raise ReportError(f"no experiment {experiment!r} in {self.uri} (experiments with suites: {known})")
-        suites = self._search([exp.experiment_id], f"tags.`{ROLE}` = 'suite'")
+        suites = self._search([exp.experiment_id], f"tags.`{ROLE}` = '{C.ROLE_SUITE}'")
         if not suites:
             raise ReportError(f"experiment {experiment!r} has no suite run (tag {ROLE}=suite) in {self.uri}")
         # A rerun of a spec reopens its suite run: its last activity is its end (or its start).
@@ -88,7 +89,7 @@ class StoreReader:
             run = self.client.get_run(run_id)
         except MlflowException:
             raise ReportError(f"--suite {run_id}: no such run in {self.uri}") from None
-        if run.data.tags.get(ROLE) != "suite":
+        if run.data.tags.get(ROLE) != C.ROLE_SUITE:
             raise ReportError(f"--suite {run_id}: not a suite run (it has no tag {ROLE}=suite)")
         return self.client.get_experiment(run.info.experiment_id).name, run
 
@@ -100,17 +101,17 @@ class StoreReader:
         notes: list[str] = []
         suite_id = suite.info.run_id
         tags = suite.data.tags
-        candidates = self._search([suite.info.experiment_id], f"tags.`{ROLE}` = 'variant'")
-        manifest = self._read_json(suite, "suite.json")
+        candidates = self._search([suite.info.experiment_id], f"tags.`{ROLE}` = '{C.ROLE_VARIANT}'")
+        manifest = self._read_json(suite, C.SUITE_MANIFEST)
         if manifest is None:
             notes.append("suite.json is missing from the suite run (an older store): rows are the suite's "
                          "child runs, in the order of its bioclf.variants tag")
             manifest = _manifest_from_children(tags, [r for r in candidates if r.data.tags.get(PARENT) == suite_id])
         by_hash: dict[str, list[Run]] = {}
         for run in candidates:
-            by_hash.setdefault(run.data.tags.get("bioclf.config_hash", ""), []).append(run)
+            by_hash.setdefault(run.data.tags.get(C.CONFIG_HASH, ""), []).append(run)
         chosen = [_pick_run(by_hash.get(row.get("config_hash") or "", []), suite_id) for row in manifest["runs"]]
-        baseline = manifest.get("baseline") or tags.get("bioclf.baseline", "")
+        baseline = manifest.get("baseline") or tags.get(C.BASELINE, "")
         runs = pd.DataFrame([_run_record(row, run, baseline) for row, run in zip(manifest["runs"], chosen)])
         by_id = {r.info.run_id: r for r in chosen if r is not None}
 
@@ -128,7 +129,7 @@ class StoreReader:
     def _histories(self, by_id: dict[str, Run], pool: ThreadPoolExecutor, notes: list[str]) -> pd.DataFrame:
         """history.csv of every run, else (older or unfinished runs) the per-metric histories."""
         ids = list(by_id)
-        frames = dict(zip(ids, pool.map(lambda rid: self._read_csv(by_id[rid], "history.csv"), ids)))
+        frames = dict(zip(ids, pool.map(lambda rid: self._read_csv(by_id[rid], C.HISTORY), ids)))
         missing = [rid for rid in ids if frames[rid] is None]
         keys = [(rid, key) for rid in missing for key in by_id[rid].data.metrics if key not in FINAL_METRICS]
         metrics = pool.map(lambda rk: (rk[0], self.client.get_metric_history(*rk)), keys)
@@ -150,7 +151,7 @@ class StoreReader:
         else:
             picked = [row for _, row in figure_runs(runs, baseline)]
         wanted = [by_id[row["run_id"]] for row in picked]
-        frames = list(pool.map(lambda r: self._read_csv(r, "predictions/val.csv"), wanted))
+        frames = list(pool.map(lambda r: self._read_csv(r, C.PREDICTIONS), wanted))
         predictions = {}
         for row, frame in zip(picked, frames):
             if frame is None:
@@ -161,7 +162,7 @@ class StoreReader:
         classes = None
         wanted_ids = {r.info.run_id for r in wanted}
         for run in wanted + [r for rid, r in by_id.items() if rid not in wanted_ids]:
-            classes = self._read_csv(run, "classes.csv")
+            classes = self._read_csv(run, C.CLASSES)
             if classes is not None:
                 break
         if classes is None and predictions:
@@ -258,26 +259,26 @@ def _pick_run(candidates: list[Run], suite_id: str) -> Run | None:
 def _manifest_from_children(tags: dict[str, str], children: list[Run]) -> dict:
     """What suite.json would say, rebuilt from the suite's children and its tags."""
     try:
-        order = json.loads(tags.get("bioclf.variants", "[]"))
+        order = json.loads(tags.get(C.VARIANTS, "[]"))
     except ValueError:
         order = []
     for run in sorted(children, key=lambda r: r.info.start_time or 0):
-        name = run.data.tags.get("bioclf.variant", run.info.run_name)
+        name = run.data.tags.get(C.VARIANT, run.info.run_name)
         if name not in order:
             order.append(name)
     rows, seen = [], set()
-    for run in sorted(children, key=lambda r: (order.index(r.data.tags.get("bioclf.variant", r.info.run_name)),
-                                               _as_int(r.data.tags.get("bioclf.seed")) or 0)):
+    for run in sorted(children, key=lambda r: (order.index(r.data.tags.get(C.VARIANT, r.info.run_name)),
+                                               _as_int(r.data.tags.get(C.SEED)) or 0)):
         t = run.data.tags
-        key = (t.get("bioclf.variant", run.info.run_name), t.get("bioclf.seed"))
+        key = (t.get(C.VARIANT, run.info.run_name), t.get(C.SEED))
         if key not in seen:
             seen.add(key)
-            rows.append({"variant": key[0], "seed": _as_int(key[1]), "config_hash": t.get("bioclf.config_hash")})
+            rows.append({"variant": key[0], "seed": _as_int(key[1]), "config_hash": t.get(C.CONFIG_HASH)})
     for name in order:  # a listed variant that never got a child run is still a row: "not run"
         if name not in {r["variant"] for r in rows}:
             rows.append({"variant": name, "seed": None, "config_hash": None})
     rows.sort(key=lambda r: order.index(r["variant"]))
-    return {"baseline": tags.get("bioclf.baseline", ""), "variants": order, "runs": rows}
+    return {"baseline": tags.get(C.BASELINE, ""), "variants": order, "runs": rows}
 
 
 def _as_int(value) -> int | None:
@@ -298,14 +299,14 @@ def _run_record(row: dict, run: Run | None, baseline: str) -> dict:
         return record
     info, data = run.info, run.data
     record.update(
-        run_id=info.run_id, run_name=info.run_name, status=info.status, error=data.tags.get("bioclf.error"),
+        run_id=info.run_id, run_name=info.run_name, status=info.status, error=data.tags.get(C.ERROR),
         parent_run_id=data.tags.get(PARENT),
         start_time=pd.to_datetime(info.start_time, unit="ms", utc=True) if info.start_time else pd.NaT,
         end_time=pd.to_datetime(info.end_time, unit="ms", utc=True) if info.end_time else pd.NaT,
         num_params=_as_int(data.params.get("model.num_params")),
         num_trainable_params=_as_int(data.params.get("model.num_trainable_params")),
         max_epochs=_as_int(data.params.get("train.epochs")),
-        data_fingerprint=data.tags.get("bioclf.data_fingerprint"),
+        data_fingerprint=data.tags.get(C.DATA_FINGERPRINT),
     )
     record.update({k: v for k, v in data.metrics.items() if k in FINAL_METRICS})
     record.update({f"params.{k}": v for k, v in data.params.items()})

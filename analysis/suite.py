@@ -10,13 +10,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-# Per-epoch metrics (step = epoch) and final metrics (of the best checkpoint), per the contract.
-EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_top5_acc", "lr", "epoch_time_s",
-                 "train_images_per_s", "data_time_s", "compute_time_s")
-# The computational columns (peak memory, model file, latency at batch 16) are final metrics too.
-COST_METRICS = ("peak_rss_mb", "peak_gpu_mem_mb", "checkpoint_mb", "inference_ms_per_image")
-FINAL_METRICS = ("best_val_acc", "best_val_top5_acc", "best_val_loss", "val_f1_macro", "val_precision_macro",
-                 "val_recall_macro", "best_epoch", "epochs_run", "stopped_early", "train_time_s", *COST_METRICS)
+from bioclf.tracking import contract
+
+# Per-epoch metrics (step = epoch) and final metrics (of the best checkpoint, and the
+# computational columns: peak memory, model file, latency at batch 16), per the contract.
+EPOCH_METRICS, COST_METRICS, FINAL_METRICS = contract.EPOCH_METRICS, contract.COST_METRICS, contract.FINAL_METRICS
 
 # Metrics recomputed from predictions/val.csv must match the logged ones to within float noise.
 METRIC_TOLERANCE = 1e-9

@@ -175,11 +175,11 @@ def ablation_table(runs: pd.DataFrame, baseline: str, variants: list[str],
         Column("num_params", "Params (M)", "millions"),
         Column("time_rel", "Train time (× baseline)", "ratio"),
         Column("epochs_run_mean", "Epochs", "epochs"),
-        Column("peak_rss_mb_mean", "Peak RSS (MB)", "seconds"),
-        *([Column("peak_gpu_mem_mb_mean", "Peak GPU mem (MB)", "seconds")]
+        Column("peak_rss_mb_mean", "Peak RSS (MB)", "1dp"),
+        *([Column("peak_gpu_mem_mb_mean", "Peak GPU mem (MB)", "1dp")]
           if frame["peak_gpu_mem_mb_mean"].notna().any() else []),
-        Column("checkpoint_mb_mean", "Checkpoint (MB)", "seconds"),
-        Column("inference_ms_per_image_mean", "Latency (ms/img, batch 16)", "seconds"),
+        Column("checkpoint_mb_mean", "Checkpoint (MB)", "1dp"),
+        Column("inference_ms_per_image_mean", "Latency (ms/img, batch 16)", "1dp"),
     ]
     notes = [f"Baseline: {baseline}. Val acc: best checkpoint's top-1 on the validation split"
              + (", mean ± std over the finished seeds (n)." if multi else ".")

@@ -134,8 +134,8 @@ def main(argv: list[str] | None = None) -> dict:
                         null_epochs.extend(epochs)
                 else:
                     t = time.perf_counter()
-                    inner = tracker.start_variant(exp, parent, variant="v", seed=rep, config_hash=f"h{rep}",
-                                                  suite_hash="bench", params=params)
+                    inner = tracker.run_logger(tracker.start_variant(
+                        exp, parent, variant="v", seed=rep, config_hash=f"h{rep}", suite_hash="bench", params=params))
                     setup = time.perf_counter() - t
                     logger = TimedLogger(inner)
                     seconds, epochs = run_once(cfg, logger, workdir)

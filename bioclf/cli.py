@@ -41,6 +41,7 @@ def _seeds(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Long but flat: one block of add_argument calls per subcommand, in --help order.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks")
     common.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, "
@@ -149,9 +150,9 @@ def cmd_run(args) -> int:
     runs = suite.select(args.variant)  # an unknown --variant is bad input before anything starts
     ray_options = _ray_options(args)
     if args.dry_run:  # no torch, no store: the inventory alone
-        from bioclf.inventory import dry_run
+        from bioclf.inventory import describe_dry_run
 
-        print(dry_run(suite, args.variant))
+        print(describe_dry_run(suite, args.variant))
         return EXIT_OK
     from bioclf.engine import distributed
 
@@ -208,7 +209,7 @@ def _ray_options(args):
         return None
     if args.cpus_per_run <= 0 or args.gpus_per_run < 0 or args.max_retries < 0:
         raise BioclfError("--cpus-per-run must be > 0, --gpus-per-run and --max-retries >= 0")
-    from bioclf.ray_executor import RayOptions, require_ray
+    from bioclf.executors.ray import RayOptions, require_ray
 
     require_ray()
     return RayOptions(address=args.address or os.environ.get("RAY_ADDRESS") or None, cpus_per_run=args.cpus_per_run,
@@ -268,17 +269,17 @@ def cmd_list(args) -> int:
     latest: dict[str, object] = {}
     if exp_id is not None:
         for r in tracker.variant_runs(exp_id):  # newest first: keep the latest run per hash
-            latest.setdefault(r.data.tags.get("bioclf.config_hash"), r)
+            latest.setdefault(r.config_hash, r)
     print(f"{suite.name} ({args.spec}): {len(suite.runs)} run(s), baseline {suite.baseline}; store {tracker.uri}")
     print(f"{'variant':<26} {'seed':>5} {'hash':<12} {'params':>13} {'status':<9} {'val acc':>8} {'disk':>9}")
     total = 0
     for run in suite.runs:
         # a run of an earlier release with the same config (re-tagged by the next `run`)
         found = latest.get(run.config_hash) or (latest.get(run.legacy_hash) if run.legacy_hash else None)
-        status = found.info.status if found is not None else "-"
-        acc = found.data.metrics.get("best_val_acc") if found is not None else None
+        status = found.status if found is not None else "-"
+        acc = found.best_val_acc if found is not None else None
         acc_text = f"{100 * acc:.1f}%" if acc is not None else "-"
-        size = tracker.artifact_bytes(found.info.run_id) if found is not None else 0
+        size = tracker.artifact_bytes(found.run_id) if found is not None else 0
         total += size
         disk = f"{size / 1e6:.1f} MB" if found is not None else "-"
         print(f"{run.variant:<26} {run.seed:>5} {run.config_hash:<12} {counts[run.config_hash].total:>13,} "

@@ -278,37 +278,9 @@ def lay_out(
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
     result = FetchResult(source.name, dest, num_classes=layout.num_classes)
     try:
-        for split in ("train", "val"):
-            for label in range(layout.num_classes):
-                (staging / split / str(label)).mkdir(parents=True, exist_ok=True)
-        (staging / "test").mkdir()
-        test_rows = []
-        for src, split, label in layout.items:
-            if split == "test":
-                target = staging / "test" / src.name
-                test_rows.append((src.stem, label))
-            else:
-                target = staging / split / str(label) / src.name
-            if _place(src, target, copy):
-                result.linked += 1
-            else:
-                result.copied += 1
-            result.counts[split] = result.counts.get(split, 0) + 1
-        for split in ("train", "val"):  # a class without images in a split would stop training
-            empty = [str(k) for k in range(layout.num_classes) if not any((staging / split / str(k)).iterdir())]
-            if empty:
-                raise BioclfError(f"{source.name}: split {split} has no images of class(es) {', '.join(empty[:5])} "
-                                  "(raise --val-fraction?)")
-        if layout.class_names:
-            (staging / "classes.txt").write_text("\n".join(layout.class_names) + "\n", encoding="utf-8")
-        with open(staging / "test_labels.csv", "w", encoding="utf-8") as handle:
-            handle.write("image_name,label\n")
-            handle.writelines(f"{stem},{label}\n" for stem, label in sorted(test_rows))
-        marker = {"dataset": source.name, "about": source.about, "download_dir": str(raw_dir),
-                  "counts": result.counts, "num_classes": layout.num_classes, "val_fraction": val_fraction,
-                  "seed": seed, "linked": result.linked, "copied": result.copied,
-                  "class_names_file": "classes.txt" if layout.class_names else None}
-        (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+        test_rows = _place_files(layout, staging, copy, result)
+        _check_every_class_has_images(source.name, layout.num_classes, staging)
+        _write_side_files(source, layout, staging, test_rows, raw_dir, val_fraction, seed, result)
         if dest.exists():
             dest.rmdir()  # empty (checked above)
         os.replace(staging, dest)
@@ -316,6 +288,51 @@ def lay_out(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return result
+
+
+def _place_files(layout, staging: Path, copy: bool, result: FetchResult) -> list[tuple[str, object]]:
+    """Every image linked (or copied) to its split / class folder in ``staging``; counts in
+    ``result``. Returns the test images' (name, label) rows."""
+    for split in ("train", "val"):
+        for label in range(layout.num_classes):
+            (staging / split / str(label)).mkdir(parents=True, exist_ok=True)
+    (staging / "test").mkdir()
+    test_rows = []
+    for src, split, label in layout.items:
+        if split == "test":
+            target = staging / "test" / src.name
+            test_rows.append((src.stem, label))
+        else:
+            target = staging / split / str(label) / src.name
+        if _place(src, target, copy):
+            result.linked += 1
+        else:
+            result.copied += 1
+        result.counts[split] = result.counts.get(split, 0) + 1
+    return test_rows
+
+
+def _check_every_class_has_images(name: str, num_classes: int, staging: Path) -> None:
+    for split in ("train", "val"):  # a class without images in a split would stop training
+        empty = [str(k) for k in range(num_classes) if not any((staging / split / str(k)).iterdir())]
+        if empty:
+            raise BioclfError(f"{name}: split {split} has no images of class(es) {', '.join(empty[:5])} "
+                              "(raise --val-fraction?)")
+
+
+def _write_side_files(source, layout, staging: Path, test_rows, raw_dir: Path, val_fraction: float, seed: int,
+                      result: FetchResult) -> None:
+    """classes.txt (display names), test_labels.csv and the marker saying what was laid out."""
+    if layout.class_names:
+        (staging / "classes.txt").write_text("\n".join(layout.class_names) + "\n", encoding="utf-8")
+    with open(staging / "test_labels.csv", "w", encoding="utf-8") as handle:
+        handle.write("image_name,label\n")
+        handle.writelines(f"{stem},{label}\n" for stem, label in sorted(test_rows))
+    marker = {"dataset": source.name, "about": source.about, "download_dir": str(raw_dir),
+              "counts": result.counts, "num_classes": layout.num_classes, "val_fraction": val_fraction,
+              "seed": seed, "linked": result.linked, "copied": result.copied,
+              "class_names_file": "classes.txt" if layout.class_names else None}
+    (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
 
 
 def _raw_present(source: DatasetSource, raw_dir: Path) -> bool:

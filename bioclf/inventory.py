@@ -64,7 +64,7 @@ def describe_runs(suite: Suite, runs: list[RunSpec], counts: dict[str, ParamCoun
     return "\n".join(lines)
 
 
-def dry_run(suite: Suite, variants: list[str] | None = None) -> str:
+def describe_dry_run(suite: Suite, variants: list[str] | None = None) -> str:
     """What ``run --dry-run`` prints: every selected run checked (budget, class folders) and described."""
     runs = suite.select(variants)
     return describe_runs(suite, runs, checked_param_counts(runs, suite.path.parent))

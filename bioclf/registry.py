@@ -8,6 +8,7 @@ close matches.
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Callable, Iterator, TypeVar
 
 from bioclf.errors import BioclfError
@@ -65,3 +66,14 @@ def known_name(name: str, valid, kind: str) -> str:
     if name not in valid:
         raise ValueError(unknown_message(kind, name, valid))
     return name
+
+
+DEVICE_NAMES = "auto, cpu, mps, cuda or cuda:N"
+
+
+def check_device_name(value: str) -> str:
+    """A device the config and ``predict --device`` accept (ValueError otherwise); whether it is
+    present is decided when a run starts (bioclf.engine.device.resolve_device)."""
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+        raise ValueError(f"device must be {DEVICE_NAMES}, not {value!r}")
+    return value

@@ -10,6 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from bioclf.cli import main
+from bioclf.tracking import contract as C
 from conftest import EXPERIMENTS, REPO, TINY, write_spec
 
 
@@ -95,9 +96,9 @@ def test_a_failing_variant_does_not_sink_the_suite(capsys, tracking_uri, tmp_pat
     assert "diverges" in out and "FAILED" in out and "1 failed" in out
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name("tiny")
-    runs = {r.data.tags["bioclf.variant"]: r for r in client.search_runs(
+    runs = {r.data.tags[C.VARIANT]: r for r in client.search_runs(
         [exp.experiment_id], "tags.`bioclf.role` = 'variant'")}
-    assert runs["diverges"].info.status == "FAILED" and "NaN" in runs["diverges"].data.tags["bioclf.error"]
+    assert runs["diverges"].info.status == "FAILED" and "NaN" in runs["diverges"].data.tags[C.ERROR]
     assert runs["fine"].info.status == "FINISHED"
     error_txt = client.download_artifacts(runs["diverges"].info.run_id, "error.txt", str(tmp_path))
     assert "Traceback" in open(error_txt).read()

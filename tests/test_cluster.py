@@ -22,7 +22,8 @@ from bioclf.runner import run_suite
 from bioclf.spec import load_suite
 
 ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
-from bioclf.ray_executor import RayOptions  # noqa: E402
+from bioclf.executors.ray import RayOptions  # noqa: E402
+from bioclf.tracking import contract as C
 
 pytestmark = pytest.mark.slow
 TWO = {"full": {}, "linear": {"model.head": {"hidden_dim": None, "dropout_in": 0.0, "dropout_hidden": 0.0,
@@ -77,7 +78,7 @@ def test_ray_runs_variants_concurrently_and_the_report_builds(server, cluster, t
 
     client = MlflowClient(server.uri)
     runs = _variant_runs(client, "ray-two")
-    assert sorted(r.data.tags["bioclf.variant"] for r in runs) == ["full", "linear"]
+    assert sorted(r.data.tags[C.VARIANT] for r in runs) == ["full", "linear"]
     assert all(r.info.status == "FINISHED" for r in runs)
     parent = client.get_run(result.suite_run_id)
     assert parent.info.status == "FINISHED"
@@ -111,7 +112,7 @@ def _kill_worker_after_epoch(client: MlflowClient, name: str, claims: Path, epoc
         exp = client.get_experiment_by_name(name)
         runs = client.search_runs([exp.experiment_id], "tags.`bioclf.role` = 'variant'") if exp else []
         if runs and len(client.get_metric_history(runs[0].info.run_id, "val_acc")) >= epoch:
-            lock = next(claims.glob(f"{runs[0].data.tags['bioclf.config_hash']}.lock"))
+            lock = next(claims.glob(f"{runs[0].data.tags[C.CONFIG_HASH]}.lock"))
             pid = int(lock.read_text().split()[0])
             os.kill(pid, signal.SIGKILL)
             killed.append((runs[0].info.run_id, pid))
@@ -143,7 +144,7 @@ def test_killed_ray_worker_is_retried_or_marked(server, cluster, tmp_path, retri
     else:
         assert [o.status for o in result.outcomes] == ["killed"], lines
         assert runs[0].info.status == "KILLED"
-        assert "Ray worker running it died" in runs[0].data.tags["bioclf.error"]
+        assert "Ray worker running it died" in runs[0].data.tags[C.ERROR]
         assert client.get_run(result.suite_run_id).info.status == "FAILED"
 
 
@@ -161,7 +162,7 @@ def test_several_writers_on_one_server_lose_nothing_and_duplicate_nothing(server
     assert all(p.returncode == 0 for p in procs), outputs
     client = MlflowClient(server.uri)
     runs = _variant_runs(client, "writers")
-    assert sorted(r.data.tags["bioclf.variant"] for r in runs) == ["full", "linear", "third"]
+    assert sorted(r.data.tags[C.VARIANT] for r in runs) == ["full", "linear", "third"]
     assert all(r.info.status == "FINISHED" for r in runs)
     exp = client.get_experiment_by_name("writers")
     assert len(client.search_runs([exp.experiment_id], "tags.`bioclf.role` = 'suite'")) == 1
@@ -209,7 +210,7 @@ def test_fail_fast_cancels_the_others_and_leaves_nothing_running(server, cluster
                        echo=lines.append)
     assert [o.status for o in result.outcomes] == ["failed", "cancelled"], lines
     assert "NaN" in result.outcomes[0].error
-    statuses = {r.data.tags["bioclf.variant"]: r.info.status for r in _variant_runs(MlflowClient(server.uri),
+    statuses = {r.data.tags[C.VARIANT]: r.info.status for r in _variant_runs(MlflowClient(server.uri),
                                                                                     "ray-fail-fast")}
     assert statuses["diverges"] == "FAILED"
     assert statuses.get("long", "KILLED") == "KILLED"  # cancelled mid-run: resumable, never RUNNING

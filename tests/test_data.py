@@ -366,12 +366,28 @@ def test_predict_loader_over_a_flat_folder(tmp_path):
     for i in range(5):
         save_image(tmp_path / "test" / f"{i}.jpg", size=(30 + i, 20), fmt="JPEG")
     cfg = synthetic_config(eval_batch_size=2)
-    loader = build_predict_loader(tmp_path / "test", cfg)
-    batches = list(loader)
+    loader, stage = build_predict_loader(tmp_path / "test", cfg)
+    batches = [(stage(images, "cpu"), index) for images, index in loader]
     assert [b[0].shape for b in batches] == [(2, 3, 16, 16), (2, 3, 16, 16), (1, 3, 16, 16)]
     assert torch.cat([b[1] for b in batches]).tolist() == [0, 1, 2, 3, 4]
     assert loader.dataset.samples[3].endswith("3.jpg")
-    assert build_predict_loader(tmp_path / "test", cfg, batch_size=5).batch_size == 5
+    assert build_predict_loader(tmp_path / "test", cfg, batch_size=5)[0].batch_size == 5
+
+
+def test_predict_loader_uses_the_runs_pipeline(tmp_path):
+    """A run trained with data.pipeline: device is predicted through the device pipeline (the
+    workers read bytes, the batch stage decodes), and its images match the reference ones."""
+    for i in range(3):
+        save_image(tmp_path / "test" / f"{i}.jpg", size=(40 + 3 * i, 32), fmt="JPEG")
+    finished = {}
+    for pipeline in ("reference", "device"):
+        loader, stage = build_predict_loader(tmp_path / "test", synthetic_config(eval_batch_size=3, pipeline=pipeline))
+        (raw, _), = list(loader)
+        finished[pipeline] = stage(raw, "cpu")
+        # the device pipeline's workers hand over the file bytes; the batch stage decodes them
+        assert (type(raw).__name__ == "EncodedBatch") == (pipeline == "device")
+    assert finished["device"].shape == finished["reference"].shape == (3, 3, 16, 16)
+    assert (finished["device"] - finished["reference"]).abs().mean() < 0.05
 
 
 # --- structural errors: one line each, naming the path --------------------------------------

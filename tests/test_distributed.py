@@ -18,7 +18,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from mlflow.tracking import MlflowClient
 
-from bioclf.engine import RecordingLogger, train
+from bioclf.engine import train
+from recording import RecordingLogger
 from bioclf.engine.distributed import Dist, current
 from bioclf.engine.evaluate import evaluate
 from conftest import TINY, write_spec

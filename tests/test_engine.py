@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from bioclf.engine import RecordingLogger, train
+from bioclf.engine import train
+from recording import RecordingLogger
 from bioclf.engine.early_stopping import EarlyStopping
 from bioclf.engine.metrics import macro_scores, per_class_accuracy, predictions_frame, topk_accuracy
 from bioclf.engine.optim import build_optimizer, build_scheduler, current_lr, step_scheduler

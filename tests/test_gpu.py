@@ -14,8 +14,10 @@ import pytest
 import torch
 
 from bioclf.data.pipeline import ReadEncoded, build_pipeline, decode_batch
-from bioclf.engine import RecordingLogger, train
+from bioclf.engine import train
+from recording import RecordingLogger
 from bioclf.spec import deep_merge
+from bioclf.tracking import contract as C
 from photos import MEAN, REPORT, STD, make_dataset, photo
 from test_engine import tiny_config
 from test_pipeline import encoded, jpeg_bytes
@@ -97,5 +99,5 @@ def test_folder_dataset_through_the_device_pipeline(tmp_path):
             "synthetic": {"num_classes": 2}, "pin_memory": True}
     log = RecordingLogger()
     train(gpu_config(data=data, train={"amp": "bf16"}), log, tmp_path / "run", quiet=True)
-    assert log.tags["bioclf.data.pipeline"] == "device"  # auto on CUDA
-    assert log.tags["bioclf.data.train_stages"].startswith("workers: read | device: decode")
+    assert log.tags[C.DATA_PIPELINE] == "device"  # auto on CUDA
+    assert log.tags[C.TRAIN_STAGES].startswith("workers: read | device: decode")

@@ -20,6 +20,7 @@ from bioclf.runner import run_suite
 from bioclf.spec import hashing, load_suite
 from bioclf.spec.hashing import CHANGED_DEFAULTS, HASH_DEFAULTS, config_diff, hash_config, hashed_values
 from bioclf.spec.schema import RunConfig
+from bioclf.tracking import contract as C
 
 FIXTURE = Path(__file__).parent / "fixtures" / "v1_store"
 
@@ -95,8 +96,8 @@ def v1_store(tracking_uri):
     ids = {}
     for run in written["runs"]:
         created = client.create_run(exp_id, run_name=f"{run['variant']}-seed{run['seed']}", tags={
-            "bioclf.role": "variant", "bioclf.variant": run["variant"], "bioclf.seed": str(run["seed"]),
-            "bioclf.config_hash": run["config_hash"], "bioclf.contract_version": "1"})
+            C.ROLE: "variant", C.VARIANT: run["variant"], C.SEED: str(run["seed"]),
+            C.CONFIG_HASH: run["config_hash"], C.CONTRACT: "1"})
         params = [Param(k, v) for k, v in run["params"].items()]
         for start in range(0, len(params), 100):
             client.log_batch(created.info.run_id, params=params[start:start + 100])
@@ -123,8 +124,8 @@ def test_a_store_of_the_previous_release_is_recognised(v1_store, tracking_uri, c
     assert sum("of an earlier release have the same config" in line for line in lines) == 3
     for variant, run in zip(unchanged, [r for r in suite.runs if r.variant in unchanged]):
         tags = client.get_run(ids[variant][0]).data.tags
-        assert tags["bioclf.config_hash"] == run.config_hash != ids[variant][1]  # re-tagged to version 2
-        assert tags["bioclf.config_hash_v1"] == ids[variant][1]
+        assert tags[C.CONFIG_HASH] == run.config_hash != ids[variant][1]  # re-tagged to version 2
+        assert tags[C.CONFIG_HASH_V1] == ids[variant][1]
     # The row whose default changed (data.pipeline 'fast', removed) is a different config.
     default_row = next(r for r in suite.runs if r.variant == "default_pipeline")
     assert default_row.legacy_hash != ids["default_pipeline"][1]

@@ -37,6 +37,7 @@ from bioclf.data.pipeline import (
 )
 from bioclf.errors import BioclfError
 from bioclf.spec.schema import DataConfig
+from bioclf.tracking import contract as C
 from photos import MEAN, REPORT, STD, UNIT, levels, make_dataset, photo
 
 
@@ -385,7 +386,8 @@ def test_images_of_different_sizes_without_a_sizing_component_are_one_clear_erro
 
 def test_training_on_the_device_pipeline_logs_where_components_ran(tmp_path):
     """A tiny folder dataset trained with data.pipeline: device on the CPU device."""
-    from bioclf.engine import RecordingLogger, train
+    from bioclf.engine import train
+    from recording import RecordingLogger
     from test_engine import tiny_config
 
     make_dataset(tmp_path / "data", n=4)
@@ -396,8 +398,8 @@ def test_training_on_the_device_pipeline_logs_where_components_ran(tmp_path):
     log = RecordingLogger()
     result = train(tiny_config(data=data, train={"epochs": 2}), log, tmp_path / "run", quiet=True)
     assert result.epochs_run == 2
-    assert log.tags["bioclf.data.pipeline"] == "device"
-    assert log.tags["bioclf.data.train_stages"].startswith("workers: read | device: decode, random_resized_crop")
-    assert log.tags["bioclf.data.eval_stages"] == "workers: read | device: decode, resize, center_crop, normalize"
+    assert log.tags[C.DATA_PIPELINE] == "device"
+    assert log.tags[C.TRAIN_STAGES].startswith("workers: read | device: decode, random_resized_crop")
+    assert log.tags[C.EVAL_STAGES] == "workers: read | device: decode, resize, center_crop, normalize"
     assert log.summary["inference_ms_per_image"] > 0
     assert all(np.isfinite(metrics["train_loss"]) for _, metrics in log.epochs)

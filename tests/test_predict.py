@@ -17,7 +17,7 @@ from bioclf.errors import BioclfError
 from bioclf.predict import predict
 from bioclf.runner import run_suite
 from bioclf.spec import load_suite
-from bioclf.tracking import DATA_FINGERPRINT_TAG, log_dataset_input, other_fingerprints
+from bioclf.tracking import DATA_FINGERPRINT_TAG, Tracker, other_fingerprints
 from conftest import TINY, write_spec
 
 
@@ -131,28 +131,28 @@ def test_fp16_archived_weights_are_cast_back(trained):
     import torch
 
     from bioclf.engine.checkpoint import load_checkpoint
-    from bioclf.predict import _build_model
+    from bioclf.predict import load_model
 
     client, cfg = trained["client"], trained["config"]
     path = client.download_artifacts(trained["run_id"], "checkpoints/best.pt", str(trained["folder"] / "ckpt"))
     state = load_checkpoint(path)
     half = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
-    full = _build_model(cfg, 4, state, torch.device("cpu"), "r")
-    cast = _build_model(cfg, 4, {"model": half}, torch.device("cpu"), "r")
+    full = load_model(cfg, 4, state, torch.device("cpu"), "r")
+    cast = load_model(cfg, 4, {"model": half}, torch.device("cpu"), "r")
     assert all(p.dtype == torch.float32 for p in cast.parameters())
     x = torch.randn(4, 3, 16, 16)
     with torch.no_grad():
         assert torch.allclose(torch.softmax(full(x), 1), torch.softmax(cast(x), 1), atol=2e-3)
     with pytest.raises(BioclfError, match="does not fit the model"):
-        _build_model(cfg, 5, state, torch.device("cpu"), "r")
+        load_model(cfg, 5, state, torch.device("cpu"), "r")
 
 
 def test_dataset_input_and_fingerprint_tag_round_trip(trained):
     client, run_id = trained["client"], trained["run_id"]
     fingerprint = data_fingerprint(trained["config"].data)
+    tracker = Tracker(trained["uri"])
     for _ in range(2):  # logging it again adds nothing
-        log_dataset_input(client, run_id, fingerprint.name, fingerprint.digest, fingerprint.source,
-                          source_type=fingerprint.source_type, profile=fingerprint.profile)
+        tracker.log_dataset_input(run_id, fingerprint)
     run = client.get_run(run_id)
     assert run.data.tags[DATA_FINGERPRINT_TAG] == fingerprint.digest
     inputs = run.inputs.dataset_inputs
@@ -160,5 +160,7 @@ def test_dataset_input_and_fingerprint_tag_round_trip(trained):
     dataset = inputs[0].dataset
     assert (dataset.name, dataset.digest, dataset.source_type) == ("synthetic", fingerprint.digest, "code")
     assert [(t.key, t.value) for t in inputs[0].tags] == [("mlflow.data.context", "training")]
-    assert other_fingerprints([run], fingerprint.digest) == {}
-    assert other_fingerprints([run], "0" * 32) == {fingerprint.digest: [run_id]}
+    record = tracker.find_run(run_id)
+    assert record.data_fingerprint == fingerprint.digest
+    assert other_fingerprints([record], fingerprint.digest) == {}
+    assert other_fingerprints([record], "0" * 32) == {fingerprint.digest: [run_id]}

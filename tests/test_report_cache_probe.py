@@ -10,6 +10,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from bioclf.tracking import contract as C
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from test_report_fakestore import fresh_store, write_fake_suite
@@ -35,7 +36,7 @@ CHANGES = {
     "metric logged again, same value and step": lambda s: s.client.log_batch(
         s.run_id, metrics=[Metric("val_acc", float(s.info["runs"][("v01", 0)]["history"]["val_acc"].iloc[-1]),
                                   _now_ms(), 4)]),
-    "tag set": lambda s: s.client.set_tag(s.run_id, "bioclf.data_fingerprint", "abc"),
+    "tag set": lambda s: s.client.set_tag(s.run_id, C.DATA_FINGERPRINT, "abc"),
     "param logged": lambda s: s.client.log_param(s.run_id, "train.extra", "1"),
     "history.csv rewritten": lambda s: s.client.log_text(
         s.run_id, s.info["runs"][("v01", 0)]["history"].assign(val_loss=0.0).to_csv(index=False), "history.csv"),
@@ -45,7 +46,7 @@ CHANGES = {
     "run deleted": lambda s: s.client.delete_run(s.run_id),
     "run status": lambda s: s.client.set_terminated(s.run_id, status="FAILED"),
     "new run in the experiment": lambda s: s.client.create_run(
-        s.client.get_experiment_by_name("probe").experiment_id, tags={"bioclf.role": "variant"}),
+        s.client.get_experiment_by_name("probe").experiment_id, tags={C.ROLE: "variant"}),
     "new suite": lambda s: write_fake_suite(s.uri, name="probe", variants=2, epochs=3, num_classes=4, seed=9),
 }
 
@@ -86,16 +87,18 @@ def test_answers_none_when_it_cannot_tell(suite, tmp_path):
     assert probe.fingerprints(suite.uri + "?timeout=5", None) is None
     assert probe.fingerprints(suite.uri, ["nope"]) is None  # the CLI says why, through MLflow
     exp = suite.client.create_experiment("no-suite")
-    suite.client.create_run(exp, tags={"bioclf.role": "variant"})
+    suite.client.create_run(exp, tags={C.ROLE: "variant"})
     assert probe.fingerprints(suite.uri, ["no-suite"]) is None
     remote = suite.client.create_experiment("remote", artifact_location="mlflow-artifacts:/remote")
-    suite.client.create_run(remote, tags={"bioclf.role": "suite"})
+    suite.client.create_run(remote, tags={C.ROLE: "suite"})
     assert probe.fingerprints(suite.uri, ["remote"]) is None
     assert probe.fingerprints(suite.uri, ["probe"]) is not None
 
 
-def test_resolve_uri_is_bioclf_s(tmp_path, monkeypatch):
-    from bioclf.tracking import resolve_tracking_uri
+def test_the_store_is_found_from_a_subfolder_without_mlflow(tmp_path, monkeypatch):
+    """The report's fast path resolves the store with bioclf.tracking.uri (no MLflow import):
+    --tracking-uri > $MLFLOW_TRACKING_URI > the nearest mlruns/ at or above the working folder."""
+    from bioclf.tracking.uri import resolve_tracking_uri
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     project = tmp_path / "project"
@@ -103,12 +106,14 @@ def test_resolve_uri_is_bioclf_s(tmp_path, monkeypatch):
     (project / "sub" / "deeper").mkdir(parents=True)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    for cwd in (project, project / "sub" / "deeper", elsewhere):
+    for cwd in (project, project / "sub" / "deeper"):
         monkeypatch.chdir(cwd)
-        assert probe.resolve_uri(None) == resolve_tracking_uri(None)
-        assert probe.resolve_uri("sqlite:///x.db") == resolve_tracking_uri("sqlite:///x.db")
+        assert resolve_tracking_uri(None) == f"sqlite:///{project / 'mlruns' / 'mlflow.db'}"
+        assert resolve_tracking_uri("sqlite:///x.db") == "sqlite:///x.db"
+    monkeypatch.chdir(elsewhere)
+    assert resolve_tracking_uri(None) == f"sqlite:///{elsewhere / 'mlruns' / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://h:1")
-    assert probe.resolve_uri(None) == resolve_tracking_uri(None) == "http://h:1"
+    assert resolve_tracking_uri(None) == "http://h:1"
 
 
 def test_history_only_in_metrics_is_fingerprinted(tmp_path):

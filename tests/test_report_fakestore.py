@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from bioclf.tracking import contract as C
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import precision_recall_fscore_support
@@ -100,8 +101,8 @@ def write_fake_suite(uri: str, *, name: str = "fake", variants: int = 3, seeds=(
     names = [f"v{i:02d}" for i in range(variants)]
     baseline = names[0]
     suite = client.create_run(exp_id, run_name=f"suite {name}", tags={
-        "bioclf.role": "suite", "bioclf.suite_hash": f"suite{seed}", "bioclf.baseline": baseline,
-        "bioclf.variants": json.dumps(names), "bioclf.contract_version": "1"}).info.run_id
+        C.ROLE: "suite", C.SUITE_HASH: f"suite{seed}", C.BASELINE: baseline,
+        C.VARIANTS: json.dumps(names), C.CONTRACT: "1"}).info.run_id
     rows = [{"variant": v, "seed": s, "config_hash": f"{name}{v}s{s}"[-12:].rjust(12, "0")} for v in names
             for s in seeds]
     if suite_json:
@@ -121,10 +122,10 @@ def write_fake_suite(uri: str, *, name: str = "fake", variants: int = 3, seeds=(
         hist = fake_history(rng, n_epochs, 0.6 + 0.3 * rng.uniform(), drops)
         pred = fake_predictions(rng, num_classes, per_class, float(hist["val_acc"].max()))
         run = client.create_run(exp_id, run_name=f"{row['variant']}-seed{row['seed']}", tags={
-            "mlflow.parentRunId": suite, "bioclf.role": "variant", "bioclf.variant": row["variant"],
-            "bioclf.seed": str(row["seed"]), "bioclf.config_hash": row["config_hash"],
-            "bioclf.suite_hash": f"suite{seed}", "bioclf.contract_version": "1",
-            **({"bioclf.error": "RuntimeError: CUDA out of memory"} if st == "FAILED" else {})})
+            "mlflow.parentRunId": suite, C.ROLE: "variant", C.VARIANT: row["variant"],
+            C.SEED: str(row["seed"]), C.CONFIG_HASH: row["config_hash"],
+            C.SUITE_HASH: f"suite{seed}", C.CONTRACT: "1",
+            **({C.ERROR: "RuntimeError: CUDA out of memory"} if st == "FAILED" else {})})
         rid = run.info.run_id
         params = {"model.backbone": "resnet50", "model.num_params": 23_500_000 + 1000 * i,
                   "model.num_trainable_params": 23_500_000 + 1000 * i, "data.num_classes": num_classes,

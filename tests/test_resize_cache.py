@@ -64,7 +64,8 @@ def test_folder_loaders_use_the_cache_with_either_pipeline(tmp_path, monkeypatch
 def test_a_suite_decodes_its_dataset_once(tmp_path, monkeypatch):
     """Two variants of one suite on a folder dataset with data.resize_cache: the first run
     resizes every training image, the second none (resize_cache_built_images)."""
-    from bioclf.engine import RecordingLogger, train
+    from bioclf.engine import train
+    from recording import RecordingLogger
     from test_engine import tiny_config
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))

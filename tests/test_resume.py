@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from bioclf.engine import RecordingLogger, train
+from bioclf.engine import train
+from recording import RecordingLogger
 from bioclf.runner import run_suite
 from bioclf.spec import load_suite
+from bioclf.tracking import contract as C
 from conftest import TINY, write_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -139,6 +141,6 @@ def test_two_processes_never_train_the_same_variant_twice(tmp_path):
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("tiny")
     runs = client.search_runs([exp.experiment_id], "tags.`bioclf.role` = 'variant'")
-    hashes = [r.data.tags["bioclf.config_hash"] for r in runs]
+    hashes = [r.data.tags[C.CONFIG_HASH] for r in runs]
     assert sorted(hashes) == sorted(set(hashes)) and len(hashes) == 2, out1 + out2
     assert all(r.info.status == "FINISHED" for r in runs)

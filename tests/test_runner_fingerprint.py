@@ -7,6 +7,7 @@ from PIL import Image
 
 from bioclf.runner import run_suite
 from bioclf.spec import load_suite
+from bioclf.tracking import contract as C
 from conftest import TINY, write_spec
 
 
@@ -29,10 +30,10 @@ def test_runs_log_the_data_fingerprint_and_a_changed_dataset_is_reported(tmp_pat
     assert not result.failed, lines
     client = MlflowClient(uri)
     run = client.get_run(result.outcomes[0].run_id)
-    digest = run.data.tags["bioclf.data_fingerprint"]
+    digest = run.data.tags[C.DATA_FINGERPRINT]
     dataset = run.inputs.dataset_inputs[0].dataset
     assert (dataset.name, dataset.digest, dataset.source_type) == ("data", digest, "local")
-    assert client.get_run(result.suite_run_id).data.tags["bioclf.data_fingerprint"] == digest
+    assert client.get_run(result.suite_run_id).data.tags[C.DATA_FINGERPRINT] == digest
 
     Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(root / "val/1/0.png")
     lines.clear()

@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 from analysis.cli import main as report_main
 from bioclf.runner import run_suite
 from bioclf.spec import load_suite
+from bioclf.tracking import contract as C
 from conftest import TINY, write_spec
 
 
@@ -25,13 +26,13 @@ def test_three_seeds_three_children_and_mean_std_in_the_table(tmp_path):
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("tiny")
     children = client.search_runs([exp.experiment_id], "tags.`bioclf.role` = 'variant'")
-    per_variant = pd.Series([c.data.tags["bioclf.variant"] for c in children]).value_counts().to_dict()
+    per_variant = pd.Series([c.data.tags[C.VARIANT] for c in children]).value_counts().to_dict()
     assert per_variant == {"a": 3, "b": 3}
 
     assert report_main(["--tracking-uri", uri, "--out", str(tmp_path / "reports"), "--no-log",
                         "--figure-formats", "png"]) == 0
     table = pd.read_csv(tmp_path / "reports" / "tiny" / "tables" / "ablation.csv").set_index("variant")
-    accs = {v: [c.data.metrics["best_val_acc"] for c in children if c.data.tags["bioclf.variant"] == v]
+    accs = {v: [c.data.metrics["best_val_acc"] for c in children if c.data.tags[C.VARIANT] == v]
             for v in ("a", "b")}
     for v in ("a", "b"):
         assert table.loc[v, "n_finished"] == 3

@@ -14,12 +14,11 @@ from bioclf.engine.metrics import macro_scores
 from bioclf.runner import run_suite
 from bioclf.spec import load_suite
 from bioclf.tracking import CONTRACT_VERSION
+from bioclf.tracking import contract as C
 from conftest import TINY, write_spec
 
-EPOCH_METRICS = {"train_loss", "train_acc", "val_loss", "val_acc", "val_top5_acc", "lr", "epoch_time_s",
-                 "train_images_per_s", "data_time_s", "compute_time_s", "train_steps"}
-FINAL_METRICS = {"best_val_acc", "best_val_top5_acc", "val_f1_macro", "val_precision_macro",
-                 "val_recall_macro", "best_epoch", "epochs_run", "train_time_s"}
+EPOCH_METRICS = set(C.EPOCH_METRICS)
+FINAL_METRICS = set(C.FINAL_METRICS) - {"peak_gpu_mem_mb"}  # CUDA only
 
 
 @pytest.fixture(scope="module")
@@ -48,21 +47,21 @@ def test_parent_and_children(trained):
     parents = client.search_runs([exp.experiment_id], "tags.`bioclf.role` = 'suite'")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     parent = parents[0]
-    assert json.loads(parent.data.tags["bioclf.variants"]) == ["full", "linear"]
-    assert parent.data.tags["bioclf.baseline"] == "full"
-    assert [c.data.tags["bioclf.variant"] for c in children] == ["full", "linear"]
+    assert json.loads(parent.data.tags[C.VARIANTS]) == ["full", "linear"]
+    assert parent.data.tags[C.BASELINE] == "full"
+    assert [c.data.tags[C.VARIANT] for c in children] == ["full", "linear"]
     suite = load_suite(trained["path"])
     for child, run in zip(children, suite.runs):
         tags = child.data.tags
         assert child.info.status == "FINISHED"
         assert tags["mlflow.parentRunId"] == parent.info.run_id
-        assert tags["bioclf.seed"] == str(run.seed) and tags["bioclf.config_hash"] == run.config_hash
-        assert tags["bioclf.suite_hash"] == suite.suite_hash and tags["bioclf.contract_version"] == CONTRACT_VERSION
+        assert tags[C.SEED] == str(run.seed) and tags[C.CONFIG_HASH] == run.config_hash
+        assert tags[C.SUITE_HASH] == suite.suite_hash and tags[C.CONTRACT] == CONTRACT_VERSION
         # data.pipeline auto on a CPU: the reference pipeline, every component in the workers
-        assert tags["bioclf.data.pipeline"] == "reference"
-        assert tags["bioclf.data.train_stages"] == ("workers: decode, random_resized_crop, horizontal_flip, normalize "
+        assert tags[C.DATA_PIPELINE] == "reference"
+        assert tags[C.TRAIN_STAGES] == ("workers: decode, random_resized_crop, horizontal_flip, normalize "
                                                     "| device: -")
-        assert tags["bioclf.data.eval_stages"] == "workers: decode, resize, normalize | device: -"
+        assert tags[C.EVAL_STAGES] == "workers: decode, resize, normalize | device: -"
     manifest = json.loads(open(client.download_artifacts(parent.info.run_id, "suite.json")).read())
     assert [r["config_hash"] for r in manifest["runs"]] == [r.config_hash for r in suite.runs]
 
@@ -92,7 +91,11 @@ def test_metrics_one_value_per_epoch(trained):
         for name in EPOCH_METRICS:
             history = client.get_metric_history(run_id, name)
             assert sorted(m.step for m in history) == list(range(1, epochs + 1)), name
+        # every metric the contract promises, and none it does not name
         assert FINAL_METRICS <= set(child.data.metrics)
+        assert set(child.data.metrics) <= EPOCH_METRICS | FINAL_METRICS | set(C.CONDITIONAL_METRICS)
+        ours = {k for k in child.data.tags if k.startswith("bioclf.")}
+        assert ours <= set(C.VARIANT_TAGS) and {C.ROLE, C.VARIANT, C.SEED, C.CONFIG_HASH} <= ours
         # 4 classes x 24 train images, batch 16, the incomplete last batch dropped: 6 steps.
         assert [m.value for m in client.get_metric_history(run_id, "train_steps")] == [6.0] * epochs
         for name in ("best_val_acc", "best_val_top5_acc", "val_f1_macro"):

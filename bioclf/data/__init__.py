@@ -22,6 +22,7 @@ from bioclf.lazy import lazy_exports
 # image rules are importable without torch, so validating a spec stays fast.
 _WHERE = {
     "ClassFolderDataset": "bioclf.data.folder",
+    "check_num_classes": "bioclf.data.folder",
     "FlatFolderDataset": "bioclf.data.folder",
     "read_class_names": "bioclf.data.folder",
     "IMAGE_EXTENSIONS": "bioclf.data.images",

@@ -60,6 +60,12 @@ def count_classes(cfg: "DataConfig", base_dir: str | Path | None = None) -> int:
     return len(order_classes(list_class_folders(split), split))
 
 
+def check_num_classes(cfg: "DataConfig", found: int) -> None:
+    """``data.num_classes``, when set, must equal the class folders found (a BioclfError naming both)."""
+    if cfg.num_classes is not None and cfg.num_classes != found:
+        raise BioclfError(f"data.num_classes is {cfg.num_classes} but {cfg.root} has {found} class folders")
+
+
 def list_class_folders(split_dir: str | Path) -> list[str]:
     """The non-hidden sub-folder names of ``split_dir`` (unsorted); errors if there are none."""
     split_dir = Path(split_dir)

@@ -26,7 +26,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from bioclf.data.pipeline import BatchStage, Plan, build_pipeline, resolve_pipeline
+from bioclf.data.cache import resized_paths
+from bioclf.data.pipeline import BatchStage, build_pipeline, resolve_pipeline
+from bioclf.data.scan import ScanReport, apply_bad_image_policy, scan_dataset
 from bioclf.data.folder import (  # noqa: F401 (resolve_root re-exported)
     ClassFolderDataset,
     FlatFolderDataset,
@@ -35,16 +37,10 @@ from bioclf.data.folder import (  # noqa: F401 (resolve_root re-exported)
     resolve_root,
 )
 from bioclf.data.synthetic import SyntheticDataset
-from bioclf.data.transforms import build_transform
 from bioclf.errors import BioclfError
 
 if TYPE_CHECKING:  # type only: keeps bioclf.data importable without bioclf.spec
-    from bioclf.data.scan import ScanReport
     from bioclf.spec.schema import DataConfig
-
-
-def _mover() -> BatchStage:
-    return BatchStage((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), normalize=False)
 
 
 @dataclass
@@ -56,8 +52,8 @@ class DataBundle:
     num_classes: int
     # ``(images, device, memory_format=None) -> normalised float32 batch on device``; call on
     # every batch (bioclf.data.pipeline.BatchStage).
-    train_batch_transform: BatchStage = dataclasses.field(default_factory=_mover)
-    eval_batch_transform: BatchStage = dataclasses.field(default_factory=_mover)
+    train_batch_transform: BatchStage = dataclasses.field(default_factory=BatchStage.move_only)
+    eval_batch_transform: BatchStage = dataclasses.field(default_factory=BatchStage.move_only)
     resized_now: int = 0  # images the resize cache decoded and resized for this run (0: all reused)
     pipeline: str = "reference"  # data.pipeline as resolved for this device
     # where each component ran, e.g. {"train": "workers: read | device: decode, ...", "eval": ...}
@@ -183,8 +179,6 @@ def _use_resize_cache(cfg: "DataConfig", train_ds, base_dir) -> int:
     short_side = cfg.resize_cache
     if not short_side or cfg.source != "folder":
         return 0
-    from bioclf.data.cache import resized_paths
-
     mapping, resized_now = resized_paths(resolve_root(cfg, base_dir), [p for p, _ in train_ds.samples], short_side)
     train_ds.read_paths = {p: q for p, q in mapping.items() if p != q}
     return resized_now
@@ -202,8 +196,6 @@ def check_dataset_images(
     ``report.bad_list_text()`` as an artifact when it is not empty. "error" with bad files
     raises a one-line BioclfError. Synthetic data: (None, frozenset()).
     """
-    from bioclf.data.scan import apply_bad_image_policy, scan_dataset
-
     if cfg.source != "folder":
         return None, frozenset()
     root = resolve_root(cfg, base_dir)
@@ -216,11 +208,14 @@ def check_dataset_images(
 
 def build_predict_loader(
     folder: str | Path, cfg: "DataConfig", batch_size: int | None = None, device_type: str = "cpu"
-) -> DataLoader:
-    """A flat folder of unlabelled images through the eval transforms; batches are (images, indices)
-    into ``loader.dataset.samples``."""
-    dataset = FlatFolderDataset(folder, build_transform(cfg.eval_transforms, cfg.mean, cfg.std))
-    return _loader(dataset, cfg, device_type, batch_size or eval_batch_size(cfg))
+) -> tuple[DataLoader, BatchStage]:
+    """A flat folder of unlabelled images through the run's eval pipeline (``data.pipeline``
+    resolved for ``device_type``, as training resolved it): (loader, its batch stage). Batches are
+    (images, indices into ``loader.dataset.samples``); pass each through the batch stage."""
+    pipeline = resolve_pipeline(cfg.pipeline, device_type)
+    transform, stage, _ = build_pipeline(cfg.eval_transforms, cfg.mean, cfg.std, pipeline)
+    dataset = FlatFolderDataset(folder, transform)
+    return _loader(dataset, cfg, device_type, batch_size or eval_batch_size(cfg)), stage
 
 
 def eval_batch_size(cfg: "DataConfig") -> int:

@@ -115,7 +115,7 @@ def build_pipeline(items: Sequence[Any], mean: Sequence[float], std: Sequence[fl
     """(per-sample transform for the workers, batch stage, plan) of a resolved ``pipeline``."""
     plan = plan_pipeline(items, pipeline)
     if plan.pipeline == "reference":
-        return build_transform(plan.sample, mean, std), BatchStage(mean, std, normalize=False), plan
+        return build_transform(plan.sample, mean, std), BatchStage.move_only(), plan
     stage = BatchStage(mean, std, sizing=[build_component(i) for i in plan.sizing],
                        kernels=[batch_kernel(i) for i in plan.batch if i["name"] not in TENSOR_STAGE],
                        tensor_kernels=[batch_kernel(i) for i in plan.batch if i["name"] in TENSOR_STAGE],
@@ -252,6 +252,12 @@ class BatchStage:
         self.decode = decode
         self.normalize = normalize
         self._on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @classmethod
+    def move_only(cls) -> "BatchStage":
+        """The stage of the reference pipeline: its workers already finished every image, so
+        the batch is only moved to the device (and put in ``memory_format``)."""
+        return cls((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), normalize=False)
 
     def __call__(self, images, device: torch.device | str | None = None,
                  memory_format: torch.memory_format | None = None) -> torch.Tensor:

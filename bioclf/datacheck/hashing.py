@@ -35,7 +35,6 @@ import logging
 import math
 import os
 import tempfile
-import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -43,8 +42,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
+from bioclf.data.folder import resolve_root
 from bioclf.data.images import one_line, to_rgb
 from bioclf.data.scan import (
     LABELLED_SPLITS,
@@ -415,8 +415,6 @@ def data_fingerprint(
             source=json.dumps({"generator": "bioclf.data.synthetic", "config": synthetic}, sort_keys=True),
             profile=json.dumps(profile, sort_keys=True),
         )
-    from bioclf.data.folder import resolve_root
-
     root = resolve_root(cfg, base_dir).absolute()
     digest = fingerprint_dataset(root, cache_dir=cache_dir, workers=workers)
     rels = relative_image_files(root, LABELLED_SPLITS)

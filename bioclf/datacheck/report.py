@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from bioclf.data.folder import list_class_folders, order_classes
+from bioclf.data.folder import list_class_folders, order_classes, resolve_root
 from bioclf.data.scan import FLAT_SPLITS, LABELLED_SPLITS, remember_scan
 from bioclf.datacheck.hashing import (
     DatasetFingerprint,
@@ -215,6 +215,7 @@ class DataReport:
         }
 
     def summary_text(self) -> str:
+        # Long but flat: one block per section of the printed report, in print order.
         lines = [f"dataset {self.root}"]
         if self.fingerprint:
             covers = "+".join(s for s in LABELLED_SPLITS if s in self.n_images)
@@ -460,6 +461,18 @@ def check_dataset(
     report = DataReport(str(root), phash_threshold=phash_threshold, phash256_threshold=phash256_threshold)
     _class_structure(root, report)
     rels = relative_image_files(root)
+    _count_images(root, rels, report)
+    cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
+    records = _hash_and_scan(root, rels, report, cache_root, use_cache, workers, progress)
+    _fingerprints(rels, records, report)
+    _find_duplicates(report, max_pairs)
+    _warnings(report)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _count_images(root: Path, rels: list[str], report: DataReport) -> None:
+    """Images per split and per class; empty class folders and an empty dataset are problems."""
     if (root / "test").is_dir():
         report.n_images["test"] = 0
     for rel in rels:
@@ -475,7 +488,12 @@ def check_dataset(
     if not rels:
         report.problems.append(f"{root}: no images under train/, val/ or test/")
 
-    cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
+
+def _hash_and_scan(root: Path, rels: list[str], report: DataReport, cache_root: Path, use_cache: bool,
+                   workers: int | None, progress: Callable[[int, int], None] | None) -> dict:
+    """Every file hashed (exact and perceptual) and checked as the image scan checks it, on one
+    decode per image; the scan's result is stored, so the suite's own scan (and every run's)
+    finds it cached. Unreadable files go to ``report.unreadable``. Returns the hash records."""
     done = [0]
 
     def tick(n: int) -> None:
@@ -483,9 +501,6 @@ def check_dataset(
         if progress:
             progress(done[0], len(rels))
 
-    # One decode per image: the hashing pass runs the image scan's check on every file and
-    # hashes that decode; the scan's result is then stored, so the suite's own scan (and every
-    # run's) finds it cached.
     records, unread = hash_files(root, rels, perceptual=True, cache_dir=cache_root, use_cache=use_cache,
                                  workers=workers, progress=tick)
     bad = {rel: r.error for rel, r in records.items() if r.error is not None}
@@ -496,7 +511,11 @@ def check_dataset(
     if use_cache:
         remember_scan(root, report.unreadable, cache_root / "scans")
     report.records = {rel: r for rel, r in records.items() if rel not in bad}
+    return records
 
+
+def _fingerprints(rels: list[str], records: dict, report: DataReport) -> None:
+    """The content fingerprint of train + val, and one per split."""
     covered = [rel for rel in rels if rel.split("/", 1)[0] in LABELLED_SPLITS and rel in records]
     if covered:
         report.fingerprint = fingerprint_of((rel, records[rel].sha256) for rel in covered)
@@ -504,11 +523,6 @@ def check_dataset(
         members = [rel for rel in rels if rel.split("/", 1)[0] == split and rel in records]
         if members:
             report.split_fingerprints[split] = fingerprint_of((rel, records[rel].sha256) for rel in members)
-
-    _find_duplicates(report, max_pairs)
-    _warnings(report)
-    report.seconds = time.perf_counter() - started
-    return report
 
 
 def _find_duplicates(report: DataReport, max_pairs: int) -> None:
@@ -592,8 +606,6 @@ def suite_data_check(
     the fingerprint of the generator's settings, no report."""
     if cfg.source != "folder":
         return data_fingerprint(cfg, base_dir), None
-    from bioclf.data.folder import resolve_root
-
     root = resolve_root(cfg, base_dir)
     report = check_dataset(root, cache_dir=cache_dir, workers=workers)
     if report.problems:

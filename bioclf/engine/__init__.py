@@ -10,7 +10,6 @@ _WHERE = {
     "EvalOutput": "bioclf.engine.evaluate",
     "evaluate": "bioclf.engine.evaluate",
     "NullLogger": "bioclf.engine.logger",
-    "RecordingLogger": "bioclf.engine.logger",
     "RunLogger": "bioclf.engine.logger",
     "TrainResult": "bioclf.engine.train",
     "train": "bioclf.engine.train",

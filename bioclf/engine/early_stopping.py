@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from bioclf.spec.schema import EarlyStoppingConfig
+if TYPE_CHECKING:  # type only: the engine does not import the schema
+    from bioclf.spec.schema import EarlyStoppingConfig
 
 
 class EarlyStopping:

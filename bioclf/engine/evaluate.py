@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -30,6 +30,34 @@ def sample_paths(dataset) -> list[str]:
     return [str(s[0] if isinstance(s, (tuple, list)) else s) for s in dataset.samples]
 
 
+TTA_MODES = ("none", "flip")  # test-time augmentation: flip averages an image's and its mirror's softmax
+
+
+def forward_batches(model: nn.Module, loader: DataLoader, device: torch.device, dtype: torch.dtype | None = None,
+                    channels_last: bool = False, batch_transform: Callable | None = None,
+                    tta: str = "none") -> Iterator[tuple[list[torch.Tensor], torch.Tensor]]:
+    """The one inference loop: for every batch ``(images, second)`` of ``loader``, the fp32
+    logits of each view (``tta``: the image, and with "flip" its mirror) and ``second`` (labels
+    when evaluating, dataset indices when predicting), in loader order. Call under no_grad.
+
+    ``batch_transform``: the loader's batch stage (DataBundle.eval_batch_transform); it moves
+    the batch to ``device`` and finishes it (bytes or uint8 -> normalised float). None: only move."""
+    model.eval()
+    memory_format = torch.channels_last if channels_last and device.type == "cuda" else None
+    for images, second in loader:
+        if batch_transform is not None:
+            images = batch_transform(images, device, memory_format)
+        else:
+            images = images.to(device, non_blocking=True)
+            if memory_format is not None:
+                images = images.contiguous(memory_format=memory_format)
+        with autocast(device, dtype):
+            views = [model(images)]
+            if tta == "flip":
+                views.append(model(torch.flip(images, dims=[3])))
+        yield [logits.float() for logits in views], second
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -40,23 +68,11 @@ def evaluate(
     channels_last: bool = False,
     batch_transform: Callable | None = None,
 ) -> EvalOutput:
-    """``batch_transform``: the loader's batch stage (DataBundle.eval_batch_transform); it moves
-    the batch to ``device`` and finishes it (uint8 -> normalised float). None: only move."""
-    model.eval()
-    memory_format = torch.channels_last if channels_last and device.type == "cuda" else None
+    """Loss, top-1, top-5 and the per-image softmax of ``model`` on a labelled ``loader``."""
     probs, labels = [], []
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    for images, target in loader:
-        if batch_transform is not None:
-            images = batch_transform(images, device, memory_format)
-        else:
-            images = images.to(device, non_blocking=True)
-            if memory_format is not None:
-                images = images.contiguous(memory_format=memory_format)
+    for (logits,), target in forward_batches(model, loader, device, dtype, channels_last, batch_transform):
         target = target.to(device, non_blocking=True)
-        with autocast(device, dtype):
-            logits = model(images)
-        logits = logits.float()
         # Label smoothing is part of the training objective; it stays in val_loss so that the
         # plateau scheduler and early stopping watch the same quantity the report plotted.
         loss_sum += loss_fn(logits, target).double() * target.shape[0]
@@ -76,6 +92,26 @@ def evaluate(
         labels=y,
         paths=sample_paths(loader.dataset),
     )
+
+
+@torch.no_grad()
+def predict_probs(model: nn.Module, loader: DataLoader, device: torch.device, dtype: torch.dtype | None = None,
+                  channels_last: bool = False, batch_transform: Callable | None = None, tta: str = "none",
+                  on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+    """(N, C) float32 softmax of every image of an unlabelled ``loader`` whose batches are
+    ``(images, dataset indices)``, in dataset order; with ``tta``, averaged over the views.
+    ``on_batch(n)`` after each batch (a progress bar)."""
+    chunks, indices = [], []
+    for views, index in forward_batches(model, loader, device, dtype, channels_last, batch_transform, tta):
+        probs = torch.stack([torch.softmax(logits, 1) for logits in views]).mean(0)
+        chunks.append(probs.cpu().numpy().astype(np.float32))
+        indices.append(np.asarray(index))
+        if on_batch is not None:
+            on_batch(len(index))
+    if not chunks:
+        return np.zeros((0, 0), np.float32)
+    order = np.argsort(np.concatenate(indices), kind="stable")
+    return np.concatenate(chunks)[order]
 
 
 def _gather_shards(ctx, loader: DataLoader, p: np.ndarray, y: np.ndarray, loss: float):

@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,7 @@ import torch.nn as nn
 import yaml
 from tqdm.auto import tqdm
 
-from bioclf.data import DataBundle, build_loaders
+from bioclf.data import DataBundle, build_loaders, check_num_classes
 from bioclf.engine.checkpoint import load_checkpoint, save_atomic
 from bioclf.engine.device import amp_dtype, autocast, resolve_device, seed_everything
 from bioclf.engine.distributed import Dist, current, reseed_for_epoch, train_device
@@ -45,8 +46,10 @@ from bioclf.engine.resources import (
 from bioclf.engine.optim import build_loss, build_optimizer, build_scheduler, current_lr, step_scheduler
 from bioclf.errors import BioclfError, RunFailed
 from bioclf.models import build_model, check_param_budget, count_params
-from bioclf.spec.loader import config_dict
-from bioclf.spec.schema import RunConfig
+from bioclf.tracking import contract
+
+if TYPE_CHECKING:  # type only: the engine takes a config, it does not import the schema
+    from bioclf.spec.schema import RunConfig
 
 
 @dataclass
@@ -109,16 +112,9 @@ def train_one_epoch(
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
     seen = steps = 0
-    data_time = 0.0
     start = time.perf_counter()
-    batches = iter(data.train)
-    while True:
-        wait = time.perf_counter()
-        try:
-            images, labels = next(batches)
-        except StopIteration:
-            break
-        data_time += time.perf_counter() - wait
+    loader = _WaitClock(data.train)
+    for images, labels in loader:
         images = data.train_batch_transform(images, device, memory_format)
         labels = labels.to(device, non_blocking=True)
         with autocast(device, dtype):
@@ -131,6 +127,31 @@ def train_one_epoch(
         seen += batch
         steps += 1
         bar.update(batch)
+    return _epoch_metrics(loss_sum, correct, seen, steps, start, loader.waited, device)
+
+
+class _WaitClock:
+    """Iterates a loader and adds up the time spent waiting for its batches (``waited``)."""
+
+    def __init__(self, loader):
+        self.loader, self.waited = loader, 0.0
+
+    def __iter__(self):
+        batches = iter(self.loader)
+        while True:
+            wait = time.perf_counter()
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            self.waited += time.perf_counter() - wait
+            yield batch
+
+
+def _epoch_metrics(loss_sum: torch.Tensor, correct: torch.Tensor, seen: int, steps: int, start: float,
+                   data_time: float, device: torch.device) -> dict[str, float]:
+    """The epoch's training metrics, summed over ranks (the epoch's one all-reduce and its one
+    device sync); a RunFailed when no batch came or the loss is not finite."""
     totals = current().sum_(torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), device=device,
                                                                                  dtype=torch.float64)]))
     if device.type == "cuda":
@@ -154,8 +175,8 @@ def train_one_epoch(
 
 def pipeline_tags(data: DataBundle) -> dict[str, str]:
     """data.pipeline as resolved on this device, and where each component ran."""
-    return {"bioclf.data.pipeline": data.pipeline, "bioclf.data.train_stages": data.stages.get("train", ""),
-            "bioclf.data.eval_stages": data.stages.get("eval", "")}
+    return {contract.DATA_PIPELINE: data.pipeline, contract.TRAIN_STAGES: data.stages.get("train", ""),
+            contract.EVAL_STAGES: data.stages.get("eval", "")}
 
 
 def _write_history(history: list[dict], path: Path) -> pd.DataFrame:
@@ -209,7 +230,7 @@ def _save_last(path: Path, model, opt, scheduler, scaler, stopper, progress: _Pr
         {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": scheduler.state_dict(),
          "scaler": scaler.state_dict() if scaler else None, "early_stopping": stopper.state_dict(),
          "epoch": len(progress.history), "history": progress.history, "best_epoch": progress.best_epoch,
-         "best_value": progress.best_value, "rng": _rng_state(data), "config": config_dict(cfg)},
+         "best_value": progress.best_value, "rng": _rng_state(data), "config": cfg.model_dump(mode="json")},
         path,
     )
 
@@ -229,7 +250,7 @@ def _resume(path: Path, model, opt, scheduler, scaler, stopper, data, device) ->
 def _best_from_checkpoint(workdir: Path, eval_model, model, data, loss_fn, device, dtype, cfg) -> EvalOutput:
     """The best epoch's evaluation, recomputed from best.pt (needed after a resume)."""
     current().barrier()  # rank 0 wrote best.pt; every rank reads it
-    state = load_checkpoint(workdir / "checkpoints" / "best.pt", map_location=device)
+    state = load_checkpoint(workdir / contract.BEST_CHECKPOINT, map_location=device)
     model.load_state_dict(state["model"])
     return evaluate(eval_model, data.val, loss_fn, device, dtype, channels_last=cfg.model.channels_last,
                     batch_transform=data.eval_batch_transform)
@@ -237,17 +258,17 @@ def _best_from_checkpoint(workdir: Path, eval_model, model, data, loss_fn, devic
 
 def _archive(workdir: Path, cfg: RunConfig, epochs: int) -> list[Path]:
     """The model files a finished run keeps (``checkpoint.keep``), in ``checkpoint.dtype``."""
-    ckpt_dir = workdir / "checkpoints"
+    ckpt_dir = workdir / contract.CHECKPOINTS_DIR
     keep = cfg.checkpoint.keep
     if keep == "none":
         return []
-    files = [ckpt_dir / "best.pt"]
+    files = [workdir / contract.BEST_CHECKPOINT]
     if keep == "all":
         files += [ckpt_dir / f"epoch_{e:03d}.pt" for e in range(1, epochs + 1) if (ckpt_dir / f"epoch_{e:03d}.pt").exists()]
     if cfg.checkpoint.dtype == "fp16":
         files = [_half_copy(f, workdir / "archive") for f in files]
     if keep in ("best+last", "all"):
-        files.append(ckpt_dir / "last.pt")  # resume state: always full precision
+        files.append(workdir / contract.LAST_CHECKPOINT)  # resume state: always full precision
     return files
 
 
@@ -289,10 +310,7 @@ def train(
         torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark and not cfg.train.deterministic
         data = build_loaders(cfg.data, seed=cfg.train.seed, device_type=device.type, base_dir=base_dir,
                              exclude=exclude, batch_transforms=True, rank=ctx.rank, world=ctx.world)
-        if cfg.data.num_classes is not None and cfg.data.num_classes != data.num_classes:
-            raise BioclfError(
-                f"data.num_classes is {cfg.data.num_classes} but {cfg.data.root} has {data.num_classes} class folders"
-            )
+        check_num_classes(cfg.data, data.num_classes)
         return _train(cfg, logger, Path(workdir), data, device, quiet=quiet, resume=resume)
     finally:
         if data is not None:
@@ -302,17 +320,63 @@ def train(
         release(device)
 
 
+@dataclass
+class _Parts:
+    """What a run trains with: the model (plain, as stepped, as evaluated) and its optimisation."""
+
+    model: nn.Module
+    step_model: nn.Module
+    eval_model: nn.Module
+    counts: object
+    dtype: torch.dtype | None
+    loss_fn: nn.Module
+    opt: torch.optim.Optimizer
+    scheduler: object
+    scaler: torch.amp.GradScaler | None
+    stopper: EarlyStopping
+
+    def save_last(self, path: Path, progress: "_Progress", data: DataBundle, cfg: RunConfig) -> None:
+        _save_last(path, self.model, self.opt, self.scheduler, self.scaler, self.stopper, progress, data, cfg)
+
+
 def _train(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, device: torch.device, *,
            quiet: bool, resume: bool) -> TrainResult:
     # Under DDP every rank trains and evaluates; rank 0 alone writes files and logs (module
     # docstring of bioclf.engine.distributed). Decisions that depend on files come from rank 0.
     ctx = current()
-    main = ctx.is_main
-    ckpt_dir = workdir / "checkpoints"
-    if main:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        (workdir / "predictions").mkdir(exist_ok=True)
-    dtype = amp_dtype(cfg.train.amp, device)
+    if ctx.is_main:
+        (workdir / contract.CHECKPOINTS_DIR).mkdir(parents=True, exist_ok=True)
+        (workdir / contract.PREDICTIONS_DIR).mkdir(exist_ok=True)
+    parts = _build_parts(cfg, data, device, ctx)
+    if ctx.enabled and cfg.data.resize_cache:  # any rank may have built part of the cache
+        data.resized_now = int(ctx.sum_(torch.tensor(float(data.resized_now), device=device,
+                                                     dtype=torch.float64)).item())
+    if ctx.is_main:  # on every start: a resumed run may continue on another kind of device
+        logger.log_tags(pipeline_tags(data))
+    progress = _start(cfg, logger, workdir, data, parts, device, resume, ctx)
+
+    show = cfg.train.progress and not quiet and ctx.is_main
+    stopper = parts.stopper
+    stopped_early = bool(progress.history) and stopper.cfg.enabled and stopper.bad_epochs >= stopper.cfg.patience
+    for epoch in range(len(progress.history) + 1, cfg.train.epochs + 1):
+        if stopped_early:
+            break
+        stopped_early = _run_epoch(epoch, cfg, logger, workdir, data, parts, device, progress, show, ctx)
+
+    if progress.best is None:  # resumed: the best epoch's outputs are on disk, not in memory
+        progress.best = _best_from_checkpoint(workdir, parts.eval_model, parts.model, data, parts.loss_fn, device,
+                                              parts.dtype, cfg)
+    if not ctx.is_main:  # the other ranks' part ends here: rank 0 writes and logs the results
+        return TrainResult(best_epoch=progress.best_epoch, epochs_run=len(progress.history),
+                           stopped_early=stopped_early, summary={"best_val_acc": progress.best.acc},
+                           history=pd.DataFrame(progress.history), num_params=parts.counts.total,
+                           num_trainable_params=parts.counts.trainable, files={"checkpoints": []})
+    return _finish(cfg, logger, workdir, data, parts.model, device, parts.dtype, progress, parts.counts,
+                   stopped_early)
+
+
+def _build_parts(cfg: RunConfig, data: DataBundle, device: torch.device, ctx: Dist) -> _Parts:
+    """The model (budget checked, on the device, wrapped for DDP / compile) and its optimisation."""
     model = build_model(cfg.model, data.num_classes)
     counts = count_params(model)
     check_param_budget(cfg.model, counts)
@@ -322,83 +386,83 @@ def _train(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, d
     if cfg.model.channels_last and device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     step_model, eval_model = _wrap(model, cfg, device, ctx)
-
-    loss_fn = build_loss(cfg.loss)
+    dtype = amp_dtype(cfg.train.amp, device)
     opt = build_optimizer(model, cfg.optimizer)
-    scheduler = build_scheduler(opt, cfg.scheduler, cfg.train.epochs)
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    stopper = EarlyStopping(cfg.early_stopping)
+    return _Parts(model=model, step_model=step_model, eval_model=eval_model, counts=counts, dtype=dtype,
+                  loss_fn=build_loss(cfg.loss), opt=opt,
+                  scheduler=build_scheduler(opt, cfg.scheduler, cfg.train.epochs),
+                  scaler=torch.amp.GradScaler("cuda") if dtype == torch.float16 else None,
+                  stopper=EarlyStopping(cfg.early_stopping))
 
-    if ctx.enabled and cfg.data.resize_cache:  # any rank may have built part of the cache
-        data.resized_now = int(ctx.sum_(torch.tensor(float(data.resized_now), device=device,
-                                                     dtype=torch.float64)).item())
-    if main:  # on every start: a resumed run may continue on another kind of device
-        logger.log_tags(pipeline_tags(data))
-    last_path = ckpt_dir / "last.pt"
+
+def _start(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, parts: _Parts, device: torch.device,
+           resume: bool, ctx: Dist) -> _Progress:
+    """The progress to continue from: the last checkpoint's (its epochs replayed to the logger,
+    which skips those the store has), else a fresh start (config and classes logged)."""
+    last_path = workdir / contract.LAST_CHECKPOINT
     if ctx.broadcast(resume and last_path.exists()):
-        progress = _resume(last_path, model, opt, scheduler, scaler, stopper, data, device)
+        progress = _resume(last_path, parts.model, parts.opt, parts.scheduler, parts.scaler, parts.stopper, data,
+                           device)
         for row in progress.history:  # fill epochs logged to the checkpoint but not to the store
             logger.log_epoch(int(row["epoch"]), {k: v for k, v in row.items() if k != "epoch"})
-    else:
-        progress = _Progress()
-        if main:
-            (workdir / "config.yaml").write_text(yaml.safe_dump(config_dict(cfg), sort_keys=False))
-            _write_classes(data, workdir / "classes.csv")
-            logger.log_artifact(workdir / "config.yaml")
-            logger.log_artifact(workdir / "classes.csv")
+        return progress
+    if ctx.is_main:
+        (workdir / contract.CONFIG).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        _write_classes(data, workdir / contract.CLASSES)
+        logger.log_artifact(workdir / contract.CONFIG)
+        logger.log_artifact(workdir / contract.CLASSES)
+    return _Progress()
 
-    show = cfg.train.progress and not quiet and main
-    stopped_early = bool(progress.history) and stopper.cfg.enabled and stopper.bad_epochs >= stopper.cfg.patience
+
+def _run_epoch(epoch: int, cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, parts: _Parts,
+               device: torch.device, progress: _Progress, show: bool, ctx: Dist) -> bool:
+    """Train and validate one epoch, keep its checkpoints, step the scheduler, log it. Returns
+    whether early stopping ends the run here."""
+    epoch_start = time.perf_counter()
+    if ctx.enabled:
+        reseed_for_epoch(cfg.train.seed, epoch, ctx, data.train.generator)
+        data.train.sampler.set_epoch(epoch)
+    lr = current_lr(parts.opt)  # the LR this epoch trains with; a drop shows from the next epoch
     n_train = len(data.train.sampler) if ctx.enabled else len(data.train.dataset)
-    for epoch in range(len(progress.history) + 1, cfg.train.epochs + 1):
-        if stopped_early:
-            break
-        epoch_start = time.perf_counter()
-        if ctx.enabled:
-            reseed_for_epoch(cfg.train.seed, epoch, ctx, data.train.generator)
-            data.train.sampler.set_epoch(epoch)
-        lr = current_lr(opt)  # the LR this epoch trains with; a drop shows from the next epoch
-        with tqdm(total=n_train, desc=f"epoch {epoch}/{cfg.train.epochs}", unit="img", leave=False,
-                  disable=None if show else True, file=sys.stderr, dynamic_ncols=True) as bar:
-            metrics = train_one_epoch(step_model, data, loss_fn, opt, scaler, device, dtype, cfg, bar)
-        ctx.sync_buffers(model)
-        val = evaluate(eval_model, data.val, loss_fn, device, dtype, channels_last=cfg.model.channels_last,
-                       batch_transform=data.eval_batch_transform)
-        metrics.update(val_loss=val.loss, val_acc=val.acc, val_top5_acc=val.top5, lr=lr)
-        metrics["epoch_time_s"] = time.perf_counter() - epoch_start
-        progress.history.append({"epoch": epoch, **metrics})
+    with tqdm(total=n_train, desc=f"epoch {epoch}/{cfg.train.epochs}", unit="img", leave=False,
+              disable=None if show else True, file=sys.stderr, dynamic_ncols=True) as bar:
+        metrics = train_one_epoch(parts.step_model, data, parts.loss_fn, parts.opt, parts.scaler, device,
+                                  parts.dtype, cfg, bar)
+    ctx.sync_buffers(parts.model)
+    val = evaluate(parts.eval_model, data.val, parts.loss_fn, device, parts.dtype,
+                   channels_last=cfg.model.channels_last, batch_transform=data.eval_batch_transform)
+    metrics.update(val_loss=val.loss, val_acc=val.acc, val_top5_acc=val.top5, lr=lr)
+    metrics["epoch_time_s"] = time.perf_counter() - epoch_start
+    progress.history.append({"epoch": epoch, **metrics})
+    _keep_checkpoints(epoch, cfg, workdir, data, parts.model, metrics, val, progress, ctx.is_main)
+    if show:
+        tqdm.write(
+            f"epoch {epoch:>3}  train loss {metrics['train_loss']:.4f} acc {metrics['train_acc']:.3f}  "
+            f"val loss {val.loss:.4f} acc {val.acc:.3f} top5 {val.top5:.3f}  lr {lr:.2e}  "
+            f"{metrics['train_images_per_s']:.0f} img/s" + ("  *" if progress.best_epoch == epoch else ""),
+            file=sys.stderr,
+        )
+    step_scheduler(parts.scheduler, metrics, cfg.scheduler)
+    stopped_early = parts.stopper.step(metrics) and epoch < cfg.train.epochs
+    # The checkpoint is written before the epoch is logged: a kill in between leaves an
+    # epoch the store lacks, which a resume replays; never one it has twice.
+    if ctx.is_main:
+        parts.save_last(workdir / contract.LAST_CHECKPOINT, progress, data, cfg)
+    logger.log_epoch(epoch, metrics)
+    return stopped_early
 
-        model_state = {"model": model.state_dict(), "config": config_dict(cfg), "classes": data.classes,
-                       "class_names": data.class_names, "epoch": epoch, "metrics": metrics}
-        if _better(metrics[cfg.train.select_best], progress.best_value, cfg.train.select_best):
-            progress.best, progress.best_value, progress.best_epoch = val, metrics[cfg.train.select_best], epoch
-            if main:
-                save_atomic(model_state, ckpt_dir / "best.pt")
-        if cfg.checkpoint.keep == "all" and main:
-            save_atomic(model_state, ckpt_dir / f"epoch_{epoch:03d}.pt")
-        if show:
-            tqdm.write(
-                f"epoch {epoch:>3}  train loss {metrics['train_loss']:.4f} acc {metrics['train_acc']:.3f}  "
-                f"val loss {val.loss:.4f} acc {val.acc:.3f} top5 {val.top5:.3f}  lr {lr:.2e}  "
-                f"{metrics['train_images_per_s']:.0f} img/s" + ("  *" if progress.best_epoch == epoch else ""),
-                file=sys.stderr,
-            )
-        step_scheduler(scheduler, metrics, cfg.scheduler)
-        stopped_early = stopper.step(metrics) and epoch < cfg.train.epochs
-        # The checkpoint is written before the epoch is logged: a kill in between leaves an
-        # epoch the store lacks, which a resume replays; never one it has twice.
+
+def _keep_checkpoints(epoch: int, cfg: RunConfig, workdir: Path, data: DataBundle, model: nn.Module,
+                      metrics: dict, val: EvalOutput, progress: _Progress, main: bool) -> None:
+    """A new best epoch becomes best.pt (and the progress's best); with keep: all, every epoch is kept."""
+    model_state = {"model": model.state_dict(), "config": cfg.model_dump(mode="json"), "classes": data.classes,
+                   "class_names": data.class_names, "epoch": epoch, "metrics": metrics}
+    if _better(metrics[cfg.train.select_best], progress.best_value, cfg.train.select_best):
+        progress.best, progress.best_value, progress.best_epoch = val, metrics[cfg.train.select_best], epoch
         if main:
-            _save_last(last_path, model, opt, scheduler, scaler, stopper, progress, data, cfg)
-        logger.log_epoch(epoch, metrics)
-
-    if progress.best is None:  # resumed: the best epoch's outputs are on disk, not in memory
-        progress.best = _best_from_checkpoint(workdir, eval_model, model, data, loss_fn, device, dtype, cfg)
-    if not main:  # the other ranks' part ends here: rank 0 writes and logs the results
-        return TrainResult(best_epoch=progress.best_epoch, epochs_run=len(progress.history),
-                           stopped_early=stopped_early, summary={"best_val_acc": progress.best.acc},
-                           history=pd.DataFrame(progress.history), num_params=counts.total,
-                           num_trainable_params=counts.trainable, files={"checkpoints": []})
-    return _finish(cfg, logger, workdir, data, model, device, dtype, progress, counts, stopped_early)
+            save_atomic(model_state, workdir / contract.BEST_CHECKPOINT)
+    if cfg.checkpoint.keep == "all" and main:
+        save_atomic(model_state, workdir / contract.CHECKPOINTS_DIR / f"epoch_{epoch:03d}.pt")
 
 
 def _wrap(model: nn.Module, cfg: RunConfig, device: torch.device, ctx: Dist) -> tuple[nn.Module, nn.Module]:
@@ -419,10 +483,9 @@ def _wrap(model: nn.Module, cfg: RunConfig, device: torch.device, ctx: Dist) -> 
 def _finish(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, model: nn.Module,
             device: torch.device, dtype, progress: _Progress, counts, stopped_early: bool) -> TrainResult:
     """Rank 0: history, predictions, archived checkpoints, the summary metrics and artifacts."""
-    ckpt_dir = workdir / "checkpoints"
     best = progress.best
-    history_frame = _write_history(progress.history, workdir / "history.csv")
-    predictions_frame(best.paths, best.labels, best.probs).to_csv(workdir / "predictions" / "val.csv", index=False)
+    history_frame = _write_history(progress.history, workdir / contract.HISTORY)
+    predictions_frame(best.paths, best.labels, best.probs).to_csv(workdir / contract.PREDICTIONS, index=False)
     archived = _archive(workdir, cfg, len(progress.history))
     image_shape = tuple(data.eval_input(device).shape[1:])
     summary = {
@@ -436,7 +499,7 @@ def _finish(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, 
         "train_time_s": float(sum(row["epoch_time_s"] for row in progress.history)),
         # The report's computational table: memory, model file, latency per image at batch 16.
         "peak_rss_mb": peak_rss_mb(),
-        "checkpoint_mb": file_mb(archived[0] if archived else ckpt_dir / "best.pt"),
+        "checkpoint_mb": file_mb(archived[0] if archived else workdir / contract.BEST_CHECKPOINT),
         "inference_ms_per_image": inference_ms_per_image(model, image_shape, device, dtype),
     }
     if (gpu := gpu_peak_mb(device)) is not None:
@@ -445,10 +508,10 @@ def _finish(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, 
         # 0 for every variant after the first shows the suite decoded the dataset once.
         summary["resize_cache_built_images"] = float(data.resized_now)
     logger.log_summary(summary)
-    logger.log_artifact(workdir / "history.csv")
-    logger.log_artifact(workdir / "predictions" / "val.csv", "predictions")
+    logger.log_artifact(workdir / contract.HISTORY)
+    logger.log_artifact(workdir / contract.PREDICTIONS, contract.PREDICTIONS_DIR)
     for path in archived:
-        logger.log_artifact(path, "checkpoints")
+        logger.log_artifact(path, contract.CHECKPOINTS_DIR)
     return TrainResult(
         best_epoch=progress.best_epoch,
         epochs_run=len(progress.history),
@@ -457,6 +520,6 @@ def _finish(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, 
         history=history_frame,
         num_params=counts.total,
         num_trainable_params=counts.trainable,
-        files={"history": workdir / "history.csv", "predictions": workdir / "predictions" / "val.csv",
+        files={"history": workdir / contract.HISTORY, "predictions": workdir / contract.PREDICTIONS,
                "checkpoints": archived},
     )

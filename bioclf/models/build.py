@@ -11,7 +11,7 @@ import torch.nn as nn
 from bioclf.errors import BioclfError
 from bioclf.netutil import socket_timeout
 from bioclf.models.backbones import build_backbone, weights_enum
-from bioclf.models.catalog import ParamCount, check_param_budget, param_count  # noqa: F401 (re-exported)
+from bioclf.models.catalog import ParamCount, param_count
 from bioclf.models.heads import build_head
 
 if TYPE_CHECKING:  # type only: the schema does not depend on torch

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 import torch.nn as nn
 
-from bioclf.models.catalog import head_param_count  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:  # type only: the schema does not depend on torch
     from bioclf.spec.schema import HeadConfig

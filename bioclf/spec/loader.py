@@ -240,48 +240,16 @@ def load_suite(
     path = Path(path)
     merged = load_chain(path)
     where = str(path)
-
     name = merged.pop("name", None) or path.stem
     description = merged.pop("description", "") or ""
-    variants_raw = merged.pop("variants", None) or {DEFAULT_VARIANT: {}}
-    baseline = merged.pop("baseline", None)
-    seeds_raw = merged.pop("seeds", None)
+    variants_raw, baseline_raw, seeds_raw = (merged.pop(key, None) for key in ("variants", "baseline", "seeds"))
     if not isinstance(name, str):
         raise BioclfError(f"{where}: name: must be a string")
-    if not isinstance(variants_raw, dict):
-        raise BioclfError(f"{where}: variants: must be a mapping of variant name -> overrides")
-
-    variants: dict[str, dict[str, Any]] = {}
-    for vname, vover in variants_raw.items():
-        if vover is None:
-            vover = {}
-        if not isinstance(vover, dict):
-            raise BioclfError(f"{where}: variants.{vname}: must be a mapping of overrides (or {{}})")
-        variants[str(vname)] = vover
-
-    baseline = str(baseline) if baseline is not None else next(iter(variants))
-    if baseline not in variants:
-        raise BioclfError(f"{where}: baseline: {baseline!r} is not a variant; valid: {', '.join(variants)}")
-
+    variants = _variants(variants_raw, where)
+    baseline = _baseline(baseline_raw, variants, where)
     cli = _absolutise_data_root(expand_dotted(overrides or {}), Path.cwd())
-    if seeds is None:
-        seeds = seeds_raw
-    if seeds is None:
-        seeds = [validate_config(deep_merge(merged, cli), where).train.seed]
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise BioclfError(f"{where}: seeds: must be a non-empty list of integers, got {seeds!r}")
-    if len(set(seeds)) != len(seeds):
-        raise BioclfError(f"{where}: seeds: {seeds} has repeats")
-
-    runs: list[RunSpec] = []
-    for vname, vover in variants.items():
-        for seed in seeds:
-            over = _absolutise_data_root(expand_dotted(vover), path.parent.resolve())
-            raw = deep_merge(deep_merge(merged, over), cli)
-            raw = deep_merge(raw, {"train": {"seed": seed}})
-            cfg = validate_config(raw, f"{where}: variants.{vname}" if vover else where)
-            runs.append(RunSpec(vname, seed, cfg, hash_config(cfg), legacy_hash(cfg)))
-
+    seeds = _seeds(seeds if seeds is not None else seeds_raw, merged, cli, where)
+    runs = [_run_spec(vname, vover, seed, merged, cli, path) for vname, vover in variants.items() for seed in seeds]
     suite_blob = json.dumps([name, [(r.variant, r.seed, r.config_hash) for r in runs]])
     return Suite(
         path=path,
@@ -293,3 +261,45 @@ def load_suite(
         runs=runs,
         suite_hash=hashlib.sha256(suite_blob.encode()).hexdigest()[:12],
     )
+
+
+def _variants(raw, where: str) -> dict[str, dict[str, Any]]:
+    """``variants:`` as name -> overrides (none given: one variant, the base config)."""
+    raw = raw or {DEFAULT_VARIANT: {}}
+    if not isinstance(raw, dict):
+        raise BioclfError(f"{where}: variants: must be a mapping of variant name -> overrides")
+    variants: dict[str, dict[str, Any]] = {}
+    for vname, vover in raw.items():
+        if vover is None:
+            vover = {}
+        if not isinstance(vover, dict):
+            raise BioclfError(f"{where}: variants.{vname}: must be a mapping of overrides (or {{}})")
+        variants[str(vname)] = vover
+    return variants
+
+
+def _baseline(raw, variants: dict, where: str) -> str:
+    """``baseline:``, else the first variant; it must be one of them."""
+    baseline = str(raw) if raw is not None else next(iter(variants))
+    if baseline not in variants:
+        raise BioclfError(f"{where}: baseline: {baseline!r} is not a variant; valid: {', '.join(variants)}")
+    return baseline
+
+
+def _seeds(seeds, merged: dict, cli: dict, where: str) -> list[int]:
+    """``--seeds`` or ``seeds:``, else the base config's ``train.seed``; distinct integers."""
+    if seeds is None:
+        seeds = [validate_config(deep_merge(merged, cli), where).train.seed]
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise BioclfError(f"{where}: seeds: must be a non-empty list of integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise BioclfError(f"{where}: seeds: {seeds} has repeats")
+    return seeds
+
+
+def _run_spec(vname: str, vover: dict, seed: int, merged: dict, cli: dict, path: Path) -> RunSpec:
+    """One variant x seed: base, then the variant's overrides, then ``--set``, then the seed."""
+    over = _absolutise_data_root(expand_dotted(vover), path.parent.resolve())
+    raw = deep_merge(deep_merge(deep_merge(merged, over), cli), {"train": {"seed": seed}})
+    cfg = validate_config(raw, f"{path}: variants.{vname}" if vover else str(path))
+    return RunSpec(vname, seed, cfg, hash_config(cfg), legacy_hash(cfg))

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from bioclf.data.augmentations import normalize_pipeline
 from bioclf.engine.optim import LOSSES, OPTIMIZERS, SCHEDULERS
 from bioclf.models.catalog import BACKBONES_INFO, check_weights
-from bioclf.registry import known_name
+from bioclf.registry import check_device_name, known_name
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -255,11 +255,7 @@ class TrainConfig(Strict):
     @field_validator("device")
     @classmethod
     def _device_name(cls, value: str) -> str:
-        import re
-
-        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
-            raise ValueError(f"device must be auto, cpu, mps, cuda or cuda:N, not {value!r}")
-        return value
+        return check_device_name(value)
 
 
 class CheckpointConfig(Strict):

@@ -1,50 +1,30 @@
-"""MLflow tracking: the only module of ``bioclf`` that imports mlflow.
+"""MLflow tracking: the only package of ``bioclf`` that imports mlflow.
 
-It implements the tracking contract of ``docs/tracking.md``: an experiment per spec name, a
-parent run per suite, a child run per variant x seed with tags, params, per-epoch metrics
-(step = epoch), final metrics and artifacts.
+It implements the tracking contract of ``docs/tracking.md`` (every name in
+``bioclf.tracking.contract``): an experiment per spec name, a parent run per suite, a child run
+per variant x seed with tags, params, per-epoch metrics (step = epoch), final metrics and
+artifacts. Callers get plain values back (``RunRecord``), never MLflow objects.
+
+Names are imported on first use: ``contract`` and ``uri`` import no MLflow, so the report's
+fast path and ``bioclf-exp validate`` can use them.
 """
 
-from bioclf.tracking.store import (
-    CONTRACT_VERSION,
-    MLflowRunLogger,
-    Tracker,
-    check_server,
-    default_tracking_uri,
-    resolve_tracking_uri,
-)
+from __future__ import annotations
 
-__all__ = [
-    "CONTRACT_VERSION",
-    "MLflowRunLogger",
-    "Tracker",
-    "check_server",
-    "default_tracking_uri",
-    "resolve_tracking_uri",
-]
+from bioclf.lazy import lazy_exports
 
-from bioclf.tracking.artifacts import (  # noqa: E402 - reading runs back (predict), dataset inputs
-    DATA_FINGERPRINT_TAG,
-    best_run,
-    download_artifact,
-    find_run,
-    has_artifact,
-    log_dataset_input,
-    log_file,
-    other_fingerprints,
-    run_fingerprint,
-    run_summary,
-)
+_WHERE = {
+    "CONTRACT_VERSION": "bioclf.tracking.contract",
+    "check_server": "bioclf.tracking.uri",
+    "default_tracking_uri": "bioclf.tracking.uri",
+    "local_store_dir": "bioclf.tracking.uri",
+    "resolve_tracking_uri": "bioclf.tracking.uri",
+    "MLflowRunLogger": "bioclf.tracking.store",
+    "RunRecord": "bioclf.tracking.store",
+    "Tracker": "bioclf.tracking.store",
+    "DATA_FINGERPRINT_TAG": "bioclf.tracking.artifacts",
+    "log_dataset_input": "bioclf.tracking.artifacts",
+    "other_fingerprints": "bioclf.tracking.artifacts",
+}
 
-__all__ += [
-    "DATA_FINGERPRINT_TAG",
-    "best_run",
-    "download_artifact",
-    "find_run",
-    "has_artifact",
-    "log_dataset_input",
-    "log_file",
-    "other_fingerprints",
-    "run_fingerprint",
-    "run_summary",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _WHERE)

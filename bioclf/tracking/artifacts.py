@@ -5,7 +5,9 @@
   tag ``bioclf.data_fingerprint`` on a run.
 - ``find_run`` / ``best_run``: the run ``predict`` uses (by id, or the best FINISHED variant run of
   an experiment by ``best_val_acc``).
-- ``download_artifact`` / ``log_file``: one artifact in and out, errors as one-line BioclfErrors.
+- ``download_artifact``: one artifact out, errors as one-line BioclfErrors.
+
+``bioclf.tracking.Tracker`` wraps these for callers outside this package (plain records back).
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from bioclf.errors import BioclfError
-from bioclf.tracking.store import ROLE, TAGS
+from bioclf.tracking import contract as C
 
-DATA_FINGERPRINT_TAG = "bioclf.data_fingerprint"
+DATA_FINGERPRINT_TAG = C.DATA_FINGERPRINT
 MAX_DIGEST = 36  # MLflow's limit on a dataset digest
 
 
@@ -62,20 +64,14 @@ def log_dataset_input(
     client.set_tag(run_id, DATA_FINGERPRINT_TAG, fingerprint)
 
 
-def run_fingerprint(run) -> str | None:
-    """The data fingerprint a run logged (its tag), or None for runs from before it existed."""
-    return run.data.tags.get(DATA_FINGERPRINT_TAG)
-
-
 def other_fingerprints(runs, fingerprint: str) -> dict[str, list[str]]:
-    """{other fingerprint: [run ids]} among ``runs`` that logged a fingerprint different from
-    ``fingerprint`` (runs without the tag are left out): the rows of a table that did not see
-    the same data."""
+    """{other fingerprint: [run ids]} among ``runs`` (bioclf.tracking.RunRecord) that logged a
+    fingerprint different from ``fingerprint`` (runs without the tag are left out): the rows of
+    a table that did not see the same data."""
     found: dict[str, list[str]] = {}
     for run in runs:
-        theirs = run_fingerprint(run)
-        if theirs and theirs != fingerprint:
-            found.setdefault(theirs, []).append(run.info.run_id)
+        if run.data_fingerprint and run.data_fingerprint != fingerprint:
+            found.setdefault(run.data_fingerprint, []).append(run.run_id)
     return found
 
 
@@ -97,9 +93,9 @@ def best_run(client: MlflowClient, experiment: str, variant: str | None = None, 
         names = sorted(e.name for e in client.search_experiments())
         raise BioclfError(f"--experiment {experiment!r}: no such experiment in the store"
                           + (f" (there are: {', '.join(names[:10])})" if names else ""))
-    filters = [f"tags.`{ROLE}` = 'variant'", "attributes.status = 'FINISHED'"]
+    filters = [f"tags.`{C.ROLE}` = '{C.ROLE_VARIANT}'", "attributes.status = 'FINISHED'"]
     if variant:
-        filters.append(f"tags.`{TAGS['variant']}` = '{_quote(variant)}'")
+        filters.append(f"tags.`{C.VARIANT}` = '{_quote(variant)}'")
     runs = client.search_runs([exp.experiment_id], " and ".join(filters),
                               order_by=["metrics.best_val_acc DESC", "attributes.start_time DESC"], max_results=200)
     if not runs:
@@ -145,19 +141,6 @@ def _no_progress_bar():
             os.environ.pop(name, None)
         else:
             os.environ[name] = old
-
-
-def log_file(client: MlflowClient, run_id: str, path: str | Path, artifact_dir: str | None = None) -> str:
-    """Log a local file as an artifact of the run (finished or not); returns its artifact path."""
-    client.log_artifact(run_id, str(path), artifact_dir)
-    return f"{artifact_dir}/{Path(path).name}" if artifact_dir else Path(path).name
-
-
-def run_summary(run) -> dict:
-    """A few fields of a run for messages: id, experiment, variant, seed, best_val_acc."""
-    return {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
-            "variant": run.data.tags.get(TAGS["variant"]), "seed": run.data.tags.get(TAGS["seed"]),
-            "best_val_acc": run.data.metrics.get("best_val_acc"), "status": run.info.status}
 
 
 def _quote(text: str) -> str:

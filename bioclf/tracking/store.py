@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import unquote
@@ -15,71 +16,39 @@ from urllib.parse import unquote
 from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
 from bioclf.claims import claim
 from bioclf.errors import BioclfError
+from bioclf.tracking import contract as C
+from bioclf.tracking.artifacts import best_run, download_artifact, find_run, has_artifact, log_dataset_input
+from bioclf.tracking.uri import check_server, local_store_dir, resolve_tracking_uri
 
-CONTRACT_VERSION = "1"  # bump when the tracking contract in docs/tracking.md changes
+CONTRACT_VERSION = C.CONTRACT_VERSION
 
-ROLE = "bioclf.role"
-TAGS = {
-    "role": ROLE,
-    "variant": "bioclf.variant",
-    "seed": "bioclf.seed",
-    "config_hash": "bioclf.config_hash",
-    "config_hash_v1": "bioclf.config_hash_v1",
-    "suite_hash": "bioclf.suite_hash",
-    "contract": "bioclf.contract_version",
-    "error": "bioclf.error",
-    "spec": "bioclf.spec",
-    "baseline": "bioclf.baseline",
-    "variants": "bioclf.variants",
-}
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What the rest of bioclf needs to know about a run in the store: plain values, no MLflow
+    objects (only this package touches those)."""
+
+    run_id: str
+    experiment_id: str
+    status: str  # MLflow's: RUNNING | FINISHED | FAILED | KILLED | SCHEDULED
+    variant: str | None = None
+    seed: str | None = None
+    config_hash: str | None = None
+    data_fingerprint: str | None = None
+    best_val_acc: float | None = None
+
+
+def record_of(run) -> RunRecord:
+    tags = run.data.tags
+    return RunRecord(run.info.run_id, run.info.experiment_id, run.info.status, tags.get(C.VARIANT), tags.get(C.SEED),
+                     tags.get(C.CONFIG_HASH), tags.get(C.DATA_FINGERPRINT), run.data.metrics.get("best_val_acc"))
+
+
 # MLflow's limits per log_batch request (and a tag value's length).
 _MAX_PARAMS, _MAX_METRICS, _MAX_TAG = 100, 1000, 5000
-
-
-def check_server(uri: str, timeout_s: float = 10.0) -> None:
-    """Fail now, with one line, when a tracking server does not answer (MLflow's own client would
-    retry with backoff for minutes, after the first epoch had already been paid for)."""
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s):
-            pass
-    except urllib.error.HTTPError:
-        pass  # it answered: a proxy or an auth layer may refuse /health while the API works
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise BioclfError(f"tracking server {uri} is unreachable ({reason}); start it or fix --tracking-uri") from None
-
-
-def _find_store_dir(start: Path) -> Path:
-    """The nearest ``mlruns/`` folder at or above ``start`` (a project checkout keeps one), or
-    ``start/mlruns``: running from a subfolder of a project still uses the project's store."""
-    for folder in (start, *start.parents):
-        if (folder / "mlruns").is_dir():
-            return folder / "mlruns"
-    return start / "mlruns"
-
-
-def default_tracking_uri(cwd: Path | None = None) -> str:
-    store = _find_store_dir((cwd or Path.cwd()).resolve())
-    return f"sqlite:///{store / 'mlflow.db'}"
-
-
-def resolve_tracking_uri(cli_uri: str | None = None) -> str:
-    """``--tracking-uri`` > ``MLFLOW_TRACKING_URI`` > the project-local SQLite store."""
-    return cli_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
-
-
-def local_store_dir(uri: str) -> Path | None:
-    """The folder of a local SQLite store (artifacts go beside the database), else None."""
-    if uri.startswith("sqlite:///"):
-        return Path(unquote(uri[len("sqlite:///"):])).parent
-    return None
 
 
 def _slug(name: str) -> str:
@@ -177,27 +146,28 @@ class Tracker:
             return exp.experiment_id
 
     # -- suite runs
-    def find_suite(self, experiment_id: str, suite_hash: str):
+    def find_suite(self, experiment_id: str, suite_hash: str) -> str | None:
+        """The id of the newest suite run of this suite hash, if any."""
         runs = self.client.search_runs(
             [experiment_id],
-            filter_string=f"tags.`{ROLE}` = 'suite' and tags.`{TAGS['suite_hash']}` = '{suite_hash}'",
+            filter_string=f"tags.`{C.ROLE}` = '{C.ROLE_SUITE}' and tags.`{C.SUITE_HASH}` = '{suite_hash}'",
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
-        return runs[0] if runs else None
+        return runs[0].info.run_id if runs else None
 
     def start_suite(self, experiment_id: str, *, name: str, suite_hash: str, spec_path: Path,
                     baseline: str, variants: list[str], description: str = "") -> str:
         tags = {
-            ROLE: "suite",
-            TAGS["suite_hash"]: suite_hash,
-            TAGS["contract"]: CONTRACT_VERSION,
-            TAGS["spec"]: str(spec_path),
-            TAGS["baseline"]: baseline,
-            TAGS["variants"]: json.dumps(variants)[:_MAX_TAG],
+            C.ROLE: C.ROLE_SUITE,
+            C.SUITE_HASH: suite_hash,
+            C.CONTRACT: CONTRACT_VERSION,
+            C.SPEC: str(spec_path),
+            C.BASELINE: baseline,
+            C.VARIANTS: json.dumps(variants)[:_MAX_TAG],
         }
         if description:
-            tags[MLFLOW_RUN_NOTE] = description
+            tags[C.NOTE] = description
         run = self.client.create_run(experiment_id, tags=tags, run_name=f"suite {name}")
         return run.info.run_id
 
@@ -205,14 +175,14 @@ class Tracker:
         self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
 
     # -- variant runs
-    def find_variant_runs(self, experiment_id: str, config_hash: str) -> list:
+    def find_variant_runs(self, experiment_id: str, config_hash: str) -> list[RunRecord]:
         """Runs with this config hash, newest first."""
-        return self.client.search_runs(
+        return [record_of(run) for run in self.client.search_runs(
             [experiment_id],
-            filter_string=f"tags.`{ROLE}` = 'variant' and tags.`{TAGS['config_hash']}` = '{config_hash}'",
+            filter_string=f"tags.`{C.ROLE}` = '{C.ROLE_VARIANT}' and tags.`{C.CONFIG_HASH}` = '{config_hash}'",
             run_view_type=ViewType.ACTIVE_ONLY,
             order_by=["attributes.start_time DESC"],
-        )
+        )]
 
     def adopt_legacy(self, experiment_id: str, legacy_hash: str, config_hash: str) -> int:
         """Re-tag the runs of an older hash version (``legacy_hash``) with ``config_hash``, the
@@ -220,36 +190,42 @@ class Tracker:
         many were re-tagged (docs/tracking.md, "Config hash")."""
         found = self.find_variant_runs(experiment_id, legacy_hash)
         for run in found:
-            self.client.log_batch(run.info.run_id, tags=[RunTag(TAGS["config_hash"], config_hash),
-                                                        RunTag(TAGS["config_hash_v1"], legacy_hash)])
+            self.client.log_batch(run.run_id, tags=[RunTag(C.CONFIG_HASH, config_hash),
+                                                        RunTag(C.CONFIG_HASH_V1, legacy_hash)])
         return len(found)
 
-    def variant_runs(self, experiment_id: str) -> list:
-        return self.client.search_runs(
-            [experiment_id], filter_string=f"tags.`{ROLE}` = 'variant'", max_results=5000,
+    def variant_runs(self, experiment_id: str) -> list[RunRecord]:
+        """Every variant run of the experiment, newest first."""
+        return [record_of(run) for run in self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`{C.ROLE}` = '{C.ROLE_VARIANT}'", max_results=5000,
             order_by=["attributes.start_time DESC"],
-        )
+        )]
 
     def start_variant(self, experiment_id: str, parent_id: str, *, variant: str, seed: int, config_hash: str,
-                      suite_hash: str, params: Mapping[str, Any]) -> MLflowRunLogger:
+                      suite_hash: str, params: Mapping[str, Any]) -> str:
         tags = {
-            MLFLOW_PARENT_RUN_ID: parent_id,
-            ROLE: "variant",
-            TAGS["variant"]: variant,
-            TAGS["seed"]: str(seed),
-            TAGS["config_hash"]: config_hash,
-            TAGS["suite_hash"]: suite_hash,
-            TAGS["contract"]: CONTRACT_VERSION,
+            C.PARENT_RUN: parent_id,
+            C.ROLE: C.ROLE_VARIANT,
+            C.VARIANT: variant,
+            C.SEED: str(seed),
+            C.CONFIG_HASH: config_hash,
+            C.SUITE_HASH: suite_hash,
+            C.CONTRACT: CONTRACT_VERSION,
         }
         run = self.client.create_run(experiment_id, tags=tags, run_name=f"{variant}-seed{seed}")
         items = [Param(k, _param_value(v)) for k, v in params.items()]
         for chunk in _chunks(items, _MAX_PARAMS):
             self.client.log_batch(run.info.run_id, params=chunk)
-        return MLflowRunLogger(self.client, run.info.run_id)
+        return run.info.run_id
 
-    def resume_variant(self, run_id: str) -> MLflowRunLogger:
-        """Reopen an interrupted run; the logger knows which epochs the store already has."""
+    def resume_variant(self, run_id: str) -> str:
+        """Reopen an interrupted run (RUNNING again)."""
         self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        return run_id
+
+    def run_logger(self, run_id: str) -> MLflowRunLogger:
+        """The engine's RunLogger for this run; it knows which epochs the store already has (a
+        resumed run replays its history and skips those)."""
         steps = {m.step for m in self.client.get_metric_history(run_id, "val_acc")}
         return MLflowRunLogger(self.client, run_id, steps)
 
@@ -258,14 +234,43 @@ class Tracker:
 
     def fail(self, run_id: str, error: str, details: str) -> None:
         """FAILED, with the one-line error as a tag and the full text as ``error.txt``."""
-        self.client.set_tag(run_id, TAGS["error"], error[:_MAX_TAG])
+        self.client.set_tag(run_id, C.ERROR, error[:_MAX_TAG])
         self.client.log_text(run_id, details, "error.txt")
         self.client.set_terminated(run_id, status="FAILED")
 
     def mark_killed(self, run_id: str, error: str) -> None:
         """KILLED (resumable by the same command), with why as the error tag."""
-        self.client.set_tag(run_id, TAGS["error"], error[:_MAX_TAG])
+        self.client.set_tag(run_id, C.ERROR, error[:_MAX_TAG])
         self.client.set_terminated(run_id, status="KILLED")
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:_MAX_TAG]) for k, v in tags.items()])
+
+    def log_dataset_input(self, run_id: str, fingerprint) -> None:
+        """The run's data (a bioclf.datacheck.DatasetFingerprint) as an MLflow dataset input and tag."""
+        log_dataset_input(self.client, run_id, fingerprint.name, fingerprint.digest, fingerprint.source,
+                          source_type=fingerprint.source_type, profile=fingerprint.profile)
+
+    # -- reading one run back (predict)
+    def find_run(self, run_id: str) -> RunRecord:
+        return record_of(find_run(self.client, run_id))
+
+    def best_run(self, experiment: str, variant: str | None = None, *,
+                 require: str | None = None) -> tuple[RunRecord, list[RunRecord]]:
+        """bioclf.tracking.artifacts.best_run, as records."""
+        best, skipped = best_run(self.client, experiment, variant, require=require)
+        return record_of(best), [record_of(run) for run in skipped]
+
+    def has_artifact(self, run_id: str, path: str) -> bool:
+        return has_artifact(self.client, run_id, path)
+
+    def download_artifact(self, run_id: str, path: str, dest: str | Path) -> Path:
+        return download_artifact(self.client, run_id, path, dest)
+
+    def log_file(self, run_id: str, path: str | Path, artifact_dir: str | None = None) -> str:
+        """Log a local file as an artifact of the run (finished or not); returns its artifact path."""
+        self.client.log_artifact(run_id, str(path), artifact_dir)
+        return f"{artifact_dir}/{Path(path).name}" if artifact_dir else Path(path).name
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
@@ -275,6 +280,11 @@ class Tracker:
 
     def log_metric(self, run_id: str, key: str, value: float) -> None:
         self.client.log_metric(run_id, key, float(value), step=0)
+
+    def log_skipped_images(self, run_id: str, text: str, count: int) -> None:
+        """The images data.on_bad_image: skip left out: their list and how many."""
+        self.log_text(run_id, text, C.SKIPPED_IMAGES)
+        self.log_metric(run_id, "skipped_images", count)
 
     def artifact_uri(self, run_id: str) -> str:
         return self.client.get_run(run_id).info.artifact_uri

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from bioclf.errors import BioclfError
 
-EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+# 3: the suite ended with runs another process was training (not trained here, not finished yet)
+EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT, EXIT_NOT_ALL_TRAINED = 0, 1, 2, 3
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,10 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     spec_args = argparse.ArgumentParser(add_help=False)
     spec_args.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                            help="override a config key for every variant, e.g. --set train.epochs=2 (repeatable)")
-    spec_args.add_argument("--seeds", type=_seeds, help="comma-separated seeds, replacing the spec's seeds:")
+    spec_args.add_argument("--seeds", type=_seeds, help="comma-separated seeds (e.g. 0,1,2), replacing the spec's seeds: list")
 
     parser = _Parser(prog="bioclf-exp", description="Run, list and validate ablation specs; open the MLflow UI.",
-                     epilog="Exit codes: 0 done, 1 a run failed, 2 bad input. Docs: README.md, docs/.")
+                     epilog="Exit codes: 0 done, 1 a run failed, 2 bad input, 3 runs left to another process that was training them (busy). Docs: README.md, docs/.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", parents=[common, spec_args], help="run a suite (every variant x seed)")
@@ -79,13 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --executor ray: retries of a run whose worker or node died (default 1)")
 
     lst = sub.add_parser("list", parents=[common, spec_args], help="variants, config hash, size, status in the store")
-    lst.add_argument("spec", type=Path)
+    lst.add_argument("spec", type=Path, help="the spec YAML whose runs to look up in the store")
 
     val = sub.add_parser("validate", parents=[common, spec_args], help="validate spec files; train nothing")
-    val.add_argument("specs", type=Path, nargs="+")
+    val.add_argument("specs", type=Path, nargs="+", help="one or more spec YAMLs, e.g. experiments/*.yaml")
 
     ui = sub.add_parser("ui", parents=[common], help="start the MLflow UI on the store (127.0.0.1)")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=int, default=5000, help="port to serve the UI on (default 5000)")
     ui.add_argument("--host", default="127.0.0.1",
                     help="interface to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes it to the network)")
 
@@ -99,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--strict", action="store_true", help="exit 2 on warnings too (duplicates across splits, ...)")
     chk.add_argument("--no-cache", action="store_true", help="hash every file again (the cache is not read or written)")
     chk.add_argument("--workers", type=int, help="processes for hashing (default: the CPUs, at most 8)")
+    chk.add_argument("--on-bad-image", choices=("error", "skip"), default="error",
+                     help="what a run would do with unreadable train/val images (data.on_bad_image): 'error' "
+                          "(default) makes them a problem, exit 2, as run does; 'skip' a warning")
     chk.add_argument("--quiet", action="store_true", help="no progress bar")
 
     pred = sub.add_parser("predict", parents=[common], help="predict a flat image folder with a tracked run; "
@@ -180,7 +184,9 @@ def cmd_run(args) -> int:
         return EXIT_RUN_FAILED
     finally:
         distributed.shutdown()
-    return EXIT_RUN_FAILED if result.failed else EXIT_OK
+    if result.failed:
+        return EXIT_RUN_FAILED
+    return EXIT_NOT_ALL_TRAINED if result.not_trained else EXIT_OK
 
 
 def _silent(_: str) -> None:
@@ -285,7 +291,22 @@ def cmd_list(args) -> int:
         print(f"{run.variant:<26} {run.seed:>5} {run.config_hash:<12} {counts[run.config_hash].total:>13,} "
               f"{status:<9} {acc_text:>8} {disk:>9}")
     print(f"artifacts of these runs: {total / 1e6:.1f} MB")
+    _print_scratch(tracker)
     return EXIT_OK
+
+
+def _print_scratch(tracker) -> None:
+    """What the store's scratch space holds: resume state of interrupted runs, and leftovers."""
+    folders = tracker.scratch()
+    resumable = [(f, n) for f, n, status in folders if status in ("RUNNING", "KILLED")]
+    leftover = [(f, n) for f, n, status in folders if status not in ("RUNNING", "KILLED")]
+    if resumable:
+        print(f"resume state of {len(resumable)} interrupted run(s): {sum(n for _, n in resumable) / 1e6:.1f} MB "
+              f"in {tracker.work_root()} (the next run of their spec continues them)")
+    if leftover:
+        names = ", ".join(f.name for f, _ in leftover[:3]) + (", ..." if len(leftover) > 3 else "")
+        print(f"left over: {len(leftover)} scratch folder(s) of runs that will never resume ({names}; "
+              f"{sum(n for _, n in leftover) / 1e6:.1f} MB in {tracker.work_root()}): safe to delete")
 
 
 def cmd_validate(args) -> int:
@@ -335,7 +356,8 @@ def cmd_check_data(args) -> int:
             bar.refresh()
 
     try:
-        report = check_dataset(args.root, use_cache=not args.no_cache, workers=args.workers, progress=progress)
+        report = check_dataset(args.root, use_cache=not args.no_cache, workers=args.workers, progress=progress,
+                               on_bad_image=args.on_bad_image)
     finally:
         if bar is not None:
             bar.close()

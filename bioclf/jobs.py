@@ -19,6 +19,7 @@ from bioclf.claims import claim
 from bioclf.engine import train
 from bioclf.engine.distributed import current
 from bioclf.errors import BioclfError, RunFailed
+from bioclf.faults import kill_point
 from bioclf.spec.loader import RunSpec
 from bioclf.tracking import RunRecord, Tracker, contract
 
@@ -93,7 +94,7 @@ def run_job(job: Job, tracker: Tracker | None = None, echo: Printer = print,
     """Skip, resume or train ``job`` (module docstring), holding the claim on its config."""
     tracker = tracker or Tracker(job.tracking_uri)
     work_root = tracker.work_root()
-    with claim(work_root / "claims", job.run.config_hash) as mine:
+    with claim(work_root / "claims", tracker.claim_key(job.run.config_hash)) as mine:
         if not mine:
             echo(f"{job.label}: skipped, another bioclf-exp process is training this config ({job.run.config_hash})")
             return Outcome.of(job, Status.BUSY)
@@ -126,24 +127,49 @@ def _skip(job: Job, done: RunRecord, echo: Printer) -> Outcome:
 
 
 def _open_run(job: Job, tracker: Tracker, previous: list[RunRecord], work_root: Path, echo: Printer) -> str:
-    """The MLflow run this job trains in: an interrupted one with a checkpoint (resumed), else
-    a new one; the data it reads logged on it. Returns its id."""
+    """The MLflow run this job trains in, and the data it reads logged on it. Returns its id.
+
+    An interrupted run (RUNNING or KILLED) is continued: from its last checkpoint when its work
+    folder has one, else from epoch 1 when the store has no epoch of it yet (killed before its
+    first checkpoint), so a suite keeps one child run per variant x seed whatever the kill
+    point. Otherwise (``force``, or epochs logged by a worker whose folder is not visible here) a
+    new run. Every other interrupted run of the config is KILLED and its scratch folder removed:
+    it will never resume."""
     interrupted = [r for r in previous if r.status in ("RUNNING", "KILLED")]
-    resumable = [r for r in interrupted if (work_root / r.run_id / contract.LAST_CHECKPOINT).exists()]
-    if resumable and not job.force:
-        run_id = tracker.resume_variant(resumable[0].run_id)
-        echo(f"{job.label}: resuming run {run_id} from its last checkpoint")
+    run_id = None if job.force else _continuable(interrupted, tracker, work_root)
+    if run_id is not None:
+        tracker.resume_variant(run_id, job.params)
+        if (work_root / run_id / contract.LAST_CHECKPOINT).exists():
+            echo(f"{job.label}: resuming run {run_id} from its last checkpoint")
+        else:
+            shutil.rmtree(work_root / run_id, ignore_errors=True)  # a best.pt of a lost epoch, at most
+            echo(f"{job.label}: restarting run {run_id} from epoch 1 (it stopped before its first checkpoint)")
     else:
         run_id = tracker.start_variant(job.experiment_id, job.parent_id, variant=job.run.variant, seed=job.run.seed,
                                        config_hash=job.run.config_hash, suite_hash=job.suite_hash, params=job.params)
+        kill_point("run_created")
         echo(f"{job.label}: training (run {run_id})")
     for stale in interrupted:  # we hold the claim, so nobody is training these any more
-        if stale.run_id != run_id and stale.status == "RUNNING":
-            tracker.finish(stale.run_id, "KILLED")
+        if stale.run_id != run_id:
+            if stale.status == "RUNNING":
+                tracker.finish(stale.run_id, "KILLED")
+            shutil.rmtree(work_root / stale.run_id, ignore_errors=True)
     tracker.log_dataset_input(run_id, job.fingerprint)
     if job.skipped:
         tracker.log_skipped_images(run_id, job.skipped_text, len(job.skipped))
     return run_id
+
+
+def _continuable(interrupted: list[RunRecord], tracker: Tracker, work_root: Path) -> str | None:
+    """The newest interrupted run that can go on: one with a checkpoint here, else one that
+    logged no epoch yet (it restarts from epoch 1)."""
+    for run in interrupted:
+        if (work_root / run.run_id / contract.LAST_CHECKPOINT).exists():
+            return run.run_id
+    for run in interrupted:
+        if not tracker.logged_epochs(run.run_id):
+            return run.run_id
+    return None
 
 
 def _train_claimed(job: Job, tracker: Tracker, run_id: str, workdir: Path, echo: Printer,

@@ -20,8 +20,9 @@ from bioclf.datacheck import suite_data_check
 from bioclf.engine.distributed import current
 from bioclf.executors.local import LocalExecutor, follow
 from bioclf.executors.ray import RayExecutor, RayOptions, connected
+from bioclf.faults import kill_point
 from bioclf.inventory import checked_param_counts, describe_dry_run, num_classes_of
-from bioclf.jobs import Job, Outcome, Printer
+from bioclf.jobs import Job, Outcome, Printer, Status
 from bioclf.models import resolve_weights
 from bioclf.models.catalog import ParamCount
 from bioclf.spec.loader import RunSpec, Suite, config_dict, flatten
@@ -39,6 +40,11 @@ class SuiteResult:
     def failed(self) -> list[Outcome]:
         """Jobs that did not end well: failed, killed or cancelled."""
         return [o for o in self.outcomes if o.status.is_failure]
+
+    @property
+    def not_trained(self) -> list[Outcome]:
+        """Jobs another process was training: neither trained here nor finished before."""
+        return [o for o in self.outcomes if o.status == Status.BUSY]
 
 
 # ---------------------------------------------------------------- preflight
@@ -156,6 +162,7 @@ def _run_suite(suite: Suite, runs: list[RunSpec], tracking_uri: str | None, forc
     ctx = current()
     # Under torchrun (bioclf.engine.distributed) rank 0 runs the suite as in one process; the
     # other ranks follow its decisions, job by job, and train alongside it.
+    kill_point("startup")
     plan = ctx.on_main(lambda: plan_suite(suite, runs, tracking_uri, force=force, quiet=quiet, echo=echo))
     if not ctx.is_main:
         follow(runs, suite.path.parent, ctx)
@@ -200,7 +207,7 @@ def plan_suite(suite: Suite, runs: list[RunSpec], tracking_uri: str | None, *, f
             echo(f"data: skipping {len(skipped)} unreadable image(s) in {report.root} (data.on_bad_image: skip)")
     tracker = Tracker(tracking_uri)
     exp_id = tracker.experiment_id(suite.name)
-    with claim(tracker.work_root() / "claims", f"suite-{suite.suite_hash}", wait=True):
+    with claim(tracker.work_root() / "claims", tracker.claim_key(f"suite-{suite.suite_hash}"), wait=True):
         parent_id = _open_suite_run(tracker, exp_id, suite, force)
     digests = {fingerprint.digest for fingerprint in fingerprints.values()}
     if len(digests) == 1:  # the suite's rows all read the same data: say so on the parent too
@@ -243,6 +250,12 @@ def summary_table(result: SuiteResult) -> str:
         if o.error:
             tail += f"  ({o.error})"
         rows.append(f"{o.variant:<28} {o.seed:>6} {str(o.status):<9} {acc:>8}  {tail}")
-    n_failed = len(result.failed)
-    rows.append(f"{len(result.outcomes)} run(s), {n_failed} failed" if n_failed else f"{len(result.outcomes)} run(s), all ok")
+    counts = {status: sum(o.status == status for o in result.outcomes) for status in Status}
+    parts = [f"{counts[Status.FINISHED]} trained", f"{counts[Status.SKIPPED]} already finished"]
+    parts += [f"{n} {status.value}" for status, n in counts.items() if n and status.is_failure]
+    line = f"{len(result.outcomes)} run(s): " + ", ".join(parts)
+    if result.not_trained:
+        line += (f"; {len(result.not_trained)} not trained: another process is training it (busy); "
+                 "rerun the same command when it ends to pick its result up")
+    rows.append(line if result.failed or result.not_trained else line + "; all ok")
     return "\n".join(rows)

@@ -254,7 +254,7 @@ def test_report_counts_classes_imbalance_and_unreadable(tmp_path):
     (root / "val/1/broken.jpg").write_bytes(b"\xff\xd8\xff not really")
     Image.fromarray(np.full((40, 60), 128, np.uint8), "L").save(root / "val/2/gray.png")
 
-    report = check_dataset(root)
+    report = check_dataset(root, on_bad_image="skip")  # as a run with data.on_bad_image: skip
     assert report.usable
     assert report.n_images == {"train": 17, "val": 5, "test": 2}
     assert report.counts["train"] == {"0": 13, "1": 2, "2": 2}
@@ -264,7 +264,9 @@ def test_report_counts_classes_imbalance_and_unreadable(tmp_path):
     assert report.formats() == {"JPEG": 22, "PNG": 1} and report.modes()["L"] == 1
     assert ("val", 60, 40) in report.sizes()
     assert any("train is imbalanced: class 0 has 13 images" in w for w in report.warnings)
-    assert any("1 unreadable image(s), e.g. val/1/broken.jpg" in w for w in report.warnings)
+    assert any("1 unreadable train/val image(s), e.g. val/1/broken.jpg" in w for w in report.warnings)
+    strict = check_dataset(root)  # data.on_bad_image: error, the default: a run would stop
+    assert not strict.usable and "1 unreadable image(s)" in strict.problems[0] and "broken.jpg" in strict.problems[0]
     data = report.to_dict()
     json.dumps(data)
     assert data["counts"][0] == {"class": "0", "train": 13, "val": 1}
@@ -325,7 +327,10 @@ def test_suite_data_check_echoes_warnings_and_returns_the_fingerprint(tmp_path):
     shutil.copy(root / "train/1/img0004.jpg", root / "val/1/leak.jpg")
     (root / "train/0/broken.jpg").write_bytes(b"")  # the suite's own scan reports it, not this check
     lines: list[str] = []
-    fingerprint, report = suite_data_check(DataConfig(source="folder", root=str(root)), echo=lines.append)
+    with pytest.raises(BioclfError, match="1 unreadable image"):  # data.on_bad_image: error, as the run's scan
+        suite_data_check(DataConfig(source="folder", root=str(root)), echo=lines.append)
+    fingerprint, report = suite_data_check(DataConfig(source="folder", root=str(root), on_bad_image="skip"),
+                                           echo=lines.append)
     assert fingerprint.digest == fingerprint_dataset(root) == report.fingerprint
     assert fingerprint.name == "data" and json.loads(fingerprint.profile)["exact_duplicate_groups_across_splits"] == 1
     assert len(lines) == 1 and lines[0].startswith("data: warning: 1 exact duplicate group(s) span splits")

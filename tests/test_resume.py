@@ -137,7 +137,10 @@ def test_two_processes_never_train_the_same_variant_twice(tmp_path):
     first, second = _cli(spec, uri), _cli(spec, uri)
     out1, _ = first.communicate(timeout=600)
     out2, _ = second.communicate(timeout=600)
-    assert first.returncode == 0 and second.returncode == 0, out1 + out2
+    # 3: this process left a config to the other one, which was still training it (busy)
+    for proc, out in ((first, out1), (second, out2)):
+        assert proc.returncode in (0, 3), out1 + out2
+        assert (proc.returncode == 3) == ("not trained: another process is training it" in out), out
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("tiny")
     runs = client.search_runs([exp.experiment_id], "tags.`bioclf.role` = 'variant'")

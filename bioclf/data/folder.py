@@ -127,8 +127,8 @@ def list_images(folder: str | Path) -> list[str]:
             raise BioclfError(f"{current}: cannot read folder ({error.strerror or error})") from None
         key = (info.st_dev, info.st_ino)
         if key in visited:
-            log.warning("%s: skipped, it is a symlink to %s, which is already listed (a loop or a second link)",
-                        current, visited[key])
+            _warn_once(f"{current}: skipped, it is a symlink to {visited[key]}, which is already listed "
+                       "(a loop or a second link)")
             continue
         visited[key] = current
         for entry in _scan_folder(current):
@@ -136,13 +136,24 @@ def list_images(folder: str | Path) -> list[str]:
                 continue
             if _is_dir(entry):
                 if entry.is_symlink() and _contains(os.path.realpath(entry.path), top):
-                    log.warning("%s: skipped, it is a symlink to %s, which contains %s (a loop)",
-                                entry.path, os.path.realpath(entry.path), folder)
+                    _warn_once(f"{entry.path}: skipped, it is a symlink to {os.path.realpath(entry.path)}, "
+                               f"which contains {folder} (a loop)")
                     continue
                 pending.append(entry.path)
             elif is_image_file(entry.name):
                 found.append(entry.path)
     return sorted(found)
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """A skipped path is said once per process, however many times its folder is listed
+    (the data check, the scan, each run's loaders)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        log.warning(message)
 
 
 def _contains(outer: str, inner: str) -> bool:

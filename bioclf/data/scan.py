@@ -443,16 +443,19 @@ def apply_bad_image_policy(report: ScanReport, policy: str, root: str | Path) ->
         return set()
     root = Path(root)
     if policy == "error":
-        shown = ", ".join(f"{_printable(rel)} ({reason})" for rel, reason in report.bad[:ERROR_EXAMPLES])
-        more = ", ..." if report.n_bad > ERROR_EXAMPLES else ""
-        raise BioclfError(
-            f"data.root: {report.n_bad} unreadable image(s) in {root}, e.g. {shown}{more} "
-            "— fix or remove them, or set data.on_bad_image: skip"
-        )
+        raise BioclfError(bad_images_message(report.bad, root))
     log.warning("data.on_bad_image: skip: leaving out %d unreadable image(s) of %d in %s (first: %s)",
                 report.n_bad, report.n_images, root,
                 ", ".join(f"{_printable(rel)} ({reason})" for rel, reason in report.bad[:3]))
     return report.bad_paths(root)
+
+
+def bad_images_message(bad: list[tuple[str, str]], root: str | Path) -> str:
+    """The one line ``data.on_bad_image: error`` stops on (``run`` and ``check-data`` alike)."""
+    shown = ", ".join(f"{_printable(rel)} ({reason})" for rel, reason in bad[:ERROR_EXAMPLES])
+    more = ", ..." if len(bad) > ERROR_EXAMPLES else ""
+    return (f"data.root: {len(bad)} unreadable image(s) in {root}, e.g. {shown}{more} "
+            "— fix or remove them, or set data.on_bad_image: skip")
 
 
 def _printable(path: str) -> str:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from bioclf.data.folder import list_class_folders, order_classes, resolve_root
-from bioclf.data.scan import FLAT_SPLITS, LABELLED_SPLITS, remember_scan
+from bioclf.data.scan import FLAT_SPLITS, LABELLED_SPLITS, bad_images_message, remember_scan
 from bioclf.datacheck.hashing import (
     DatasetFingerprint,
     FileRecord,
@@ -447,8 +447,14 @@ def check_dataset(
     phash256_threshold: int = PHASH256_THRESHOLD,
     progress: Callable[[int, int], None] | None = None,
     max_pairs: int = MAX_PAIRS,
+    on_bad_image: str = "error",
 ) -> DataReport:
     """The data report of ``ROOT/train/<class>/*``, ``ROOT/val/<class>/*`` and ``ROOT/test/*``.
+
+    ``on_bad_image``: ``data.on_bad_image`` as a run applies it, so the verdict is the run's:
+    unreadable train / val images are a problem under "error" (the run would stop, exit 2 with
+    the same line) and a warning under "skip" (the run leaves them out). Unreadable test images
+    are a warning either way (training never reads them; predict needs --skip-bad).
 
     ``cache_dir``: the bioclf cache folder (hashes/ and scans/ under it; default
     ``$XDG_CACHE_HOME/bioclf`` or ``~/.cache/bioclf``). ``progress(done, total)`` is called while
@@ -466,7 +472,7 @@ def check_dataset(
     records = _hash_and_scan(root, rels, report, cache_root, use_cache, workers, progress)
     _fingerprints(rels, records, report)
     _find_duplicates(report, max_pairs)
-    _warnings(report)
+    _warnings(report, on_bad_image)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -553,7 +559,7 @@ def _examples(pairs: list[tuple[str, str]], joiner: str) -> str:
     return shown + ("; ..." if len(pairs) > EXAMPLES else "")
 
 
-def _warnings(report: DataReport) -> None:
+def _warnings(report: DataReport, on_bad_image: str = "error") -> None:
     def warn(kind: str, text: str) -> None:
         report.warning_kinds.append(kind)
         report.warnings.append(text)
@@ -584,10 +590,18 @@ def _warnings(report: DataReport) -> None:
             warn("imbalance", f"{split} is imbalanced: class {large} has {per_class[large]:,} images, class "
                               f"{small} {per_class[small]:,} (ratio {ratio:.1f} > {IMBALANCE_WARN:g}); look at "
                               "macro F1 / per-class accuracy")
-    if report.unreadable:
-        shown = ", ".join(f"{rel} ({why})" for rel, why in report.unreadable[:EXAMPLES])
-        warn("unreadable", f"{len(report.unreadable)} unreadable image(s), e.g. {shown}: training stops on them "
-                           "unless data.on_bad_image: skip; predict needs --skip-bad")
+    labelled = [(rel, why) for rel, why in report.unreadable if rel.split("/", 1)[0] in LABELLED_SPLITS]
+    unlabelled = [(rel, why) for rel, why in report.unreadable if rel.split("/", 1)[0] not in LABELLED_SPLITS]
+    if labelled and on_bad_image == "error":
+        report.problems.append(bad_images_message(labelled, report.root))
+    elif labelled:
+        shown = ", ".join(f"{rel} ({why})" for rel, why in labelled[:EXAMPLES])
+        warn("unreadable", f"{len(labelled)} unreadable train/val image(s), e.g. {shown}: a run leaves them out "
+                           "(data.on_bad_image: skip)")
+    if unlabelled:
+        shown = ", ".join(f"{rel} ({why})" for rel, why in unlabelled[:EXAMPLES])
+        warn("unreadable", f"{len(unlabelled)} unreadable test image(s), e.g. {shown}: training does not read "
+                           "them; predict needs --skip-bad")
 
 
 # --- at the start of a suite ------------------------------------------------------------------
@@ -607,7 +621,7 @@ def suite_data_check(
     if cfg.source != "folder":
         return data_fingerprint(cfg, base_dir), None
     root = resolve_root(cfg, base_dir)
-    report = check_dataset(root, cache_dir=cache_dir, workers=workers)
+    report = check_dataset(root, cache_dir=cache_dir, workers=workers, on_bad_image=cfg.on_bad_image)
     if report.problems:
         raise BioclfError(report.problems[0])
     for kind, line in zip(report.warning_kinds, report.warnings):

@@ -45,6 +45,7 @@ from bioclf.engine.resources import (
 )
 from bioclf.engine.optim import build_loss, build_optimizer, build_scheduler, current_lr, step_scheduler
 from bioclf.errors import BioclfError, RunFailed
+from bioclf.faults import kill_point
 from bioclf.models import build_model, check_param_budget, count_params
 from bioclf.tracking import contract
 
@@ -127,6 +128,7 @@ def train_one_epoch(
         seen += batch
         steps += 1
         bar.update(batch)
+        kill_point("batch")
     return _epoch_metrics(loss_sum, correct, seen, steps, start, loader.waited, device)
 
 
@@ -435,6 +437,14 @@ def _run_epoch(epoch: int, cfg: RunConfig, logger: RunLogger, workdir: Path, dat
     metrics["epoch_time_s"] = time.perf_counter() - epoch_start
     progress.history.append({"epoch": epoch, **metrics})
     _keep_checkpoints(epoch, cfg, workdir, data, parts.model, metrics, val, progress, ctx.is_main)
+    step_scheduler(parts.scheduler, metrics, cfg.scheduler)
+    stopped_early = parts.stopper.step(metrics) and epoch < cfg.train.epochs
+    # The checkpoint is written before the epoch is logged: a kill in between leaves an
+    # epoch the store lacks, which a resume replays; never one it has twice. The console
+    # line comes last, so an epoch shown is an epoch kept.
+    if ctx.is_main:
+        parts.save_last(workdir / contract.LAST_CHECKPOINT, progress, data, cfg)
+    logger.log_epoch(epoch, metrics)
     if show:
         tqdm.write(
             f"epoch {epoch:>3}  train loss {metrics['train_loss']:.4f} acc {metrics['train_acc']:.3f}  "
@@ -442,13 +452,7 @@ def _run_epoch(epoch: int, cfg: RunConfig, logger: RunLogger, workdir: Path, dat
             f"{metrics['train_images_per_s']:.0f} img/s" + ("  *" if progress.best_epoch == epoch else ""),
             file=sys.stderr,
         )
-    step_scheduler(parts.scheduler, metrics, cfg.scheduler)
-    stopped_early = parts.stopper.step(metrics) and epoch < cfg.train.epochs
-    # The checkpoint is written before the epoch is logged: a kill in between leaves an
-    # epoch the store lacks, which a resume replays; never one it has twice.
-    if ctx.is_main:
-        parts.save_last(workdir / contract.LAST_CHECKPOINT, progress, data, cfg)
-    logger.log_epoch(epoch, metrics)
+    kill_point("epoch_logged")
     return stopped_early
 
 
@@ -508,6 +512,7 @@ def _finish(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, 
         # 0 for every variant after the first shows the suite decoded the dataset once.
         summary["resize_cache_built_images"] = float(data.resized_now)
     logger.log_summary(summary)
+    kill_point("summary_logged")
     logger.log_artifact(workdir / contract.HISTORY)
     logger.log_artifact(workdir / contract.PREDICTIONS, contract.PREDICTIONS_DIR)
     for path in archived:

@@ -68,13 +68,18 @@ def _param_value(value: Any) -> str:
 
 
 class MLflowRunLogger:
-    """``bioclf.engine.RunLogger`` for one MLflow run (batched: one request per epoch)."""
+    """``bioclf.engine.RunLogger`` for one MLflow run (batched: one request per epoch).
 
-    def __init__(self, client: MlflowClient, run_id: str, logged_epochs: set[int] | None = None):
+    Idempotent, so a run resumed after a kill at any point logs nothing twice: an epoch the
+    store has is not logged again, nor is a final metric it has (``logged_epochs`` and
+    ``logged_final``: what the store held when the logger was made)."""
+
+    def __init__(self, client: MlflowClient, run_id: str, logged_epochs: set[int] | None = None,
+                 logged_final: set[str] | None = None):
         self.client = client
         self.run_id = run_id
-        # Epochs already in the store (a resumed run replays its history; skip what is there).
         self.logged_epochs = set(logged_epochs or ())
+        self.logged_final = set(logged_final or ())
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
         if epoch in self.logged_epochs:
@@ -86,7 +91,10 @@ class MLflowRunLogger:
 
     def log_summary(self, metrics: Mapping[str, float]) -> None:
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        new = [Metric(k, float(v), now, 0) for k, v in metrics.items() if k not in self.logged_final]
+        if new:
+            self.client.log_batch(self.run_id, metrics=new, synchronous=True)
+        self.logged_final |= {m.key for m in new}
 
     def log_artifact(self, path: Path, artifact_dir: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_dir)
@@ -218,16 +226,32 @@ class Tracker:
             self.client.log_batch(run.info.run_id, params=chunk)
         return run.info.run_id
 
-    def resume_variant(self, run_id: str) -> str:
-        """Reopen an interrupted run (RUNNING again)."""
+    def resume_variant(self, run_id: str, params: Mapping[str, Any] | None = None) -> str:
+        """Reopen an interrupted run (RUNNING again); ``params`` it lacks (a kill while they were
+        being logged) are logged now."""
         self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        if params:
+            have = self.client.get_run(run_id).data.params
+            missing = [Param(k, _param_value(v)) for k, v in params.items() if k not in have]
+            for chunk in _chunks(missing, _MAX_PARAMS):
+                self.client.log_batch(run_id, params=chunk)
         return run_id
 
+    def logged_epochs(self, run_id: str) -> set[int]:
+        """The epochs of the run the store has (steps of ``val_acc``, logged last in an epoch's batch)."""
+        return {m.step for m in self.client.get_metric_history(run_id, "val_acc")}
+
     def run_logger(self, run_id: str) -> MLflowRunLogger:
-        """The engine's RunLogger for this run; it knows which epochs the store already has (a
-        resumed run replays its history and skips those)."""
-        steps = {m.step for m in self.client.get_metric_history(run_id, "val_acc")}
-        return MLflowRunLogger(self.client, run_id, steps)
+        """The engine's RunLogger for this run; it knows which epochs and final metrics the store
+        already has, so a resumed run logs none of them twice."""
+        final = set(C.FINAL_METRICS) | set(C.CONDITIONAL_METRICS)
+        logged_final = {k for k in self.client.get_run(run_id).data.metrics if k in final}
+        return MLflowRunLogger(self.client, run_id, self.logged_epochs(run_id), logged_final)
+
+    def claim_key(self, name: str) -> str:
+        """A claim name (bioclf.claims) for ``name`` in this store: two stores that share a work
+        folder (two SQLite files in one folder, two servers) never block each other."""
+        return f"{hashlib.sha1(self.uri.encode()).hexdigest()[:10]}-{name}"
 
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
@@ -282,9 +306,11 @@ class Tracker:
         self.client.log_metric(run_id, key, float(value), step=0)
 
     def log_skipped_images(self, run_id: str, text: str, count: int) -> None:
-        """The images data.on_bad_image: skip left out: their list and how many."""
+        """The images data.on_bad_image: skip left out: their list and how many (the count logged
+        once: a resumed run has it already)."""
         self.log_text(run_id, text, C.SKIPPED_IMAGES)
-        self.log_metric(run_id, "skipped_images", count)
+        if "skipped_images" not in self.client.get_run(run_id).data.metrics:
+            self.log_metric(run_id, "skipped_images", count)
 
     def artifact_uri(self, run_id: str) -> str:
         return self.client.get_run(run_id).info.artifact_uri
@@ -295,6 +321,23 @@ class Tracker:
         for info in self.client.list_artifacts(run_id, path):
             total += self.artifact_bytes(run_id, info.path) if info.is_dir else (info.file_size or 0)
         return total
+
+    def scratch(self) -> list[tuple[Path, int, str | None]]:
+        """The work folders of runs in this store's scratch space: (folder, bytes, the run's status,
+        None when the store has no such run or it was deleted). A folder whose run is not RUNNING
+        or KILLED will never be resumed."""
+        found = []
+        for folder in sorted(self.work_root().iterdir()):
+            if not re.fullmatch(r"[0-9a-f]{32}", folder.name) or not folder.is_dir():
+                continue
+            try:
+                run = self.client.get_run(folder.name)
+                status = run.info.status if run.info.lifecycle_stage == "active" else None
+            except MlflowException:
+                status = None
+            size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+            found.append((folder, size, status))
+        return found
 
     def work_root(self) -> Path:
         """Scratch space for running runs: ``$BIOCLF_WORK_DIR`` when set (a folder every node

@@ -112,7 +112,7 @@ def _kill_worker_after_epoch(client: MlflowClient, name: str, claims: Path, epoc
         exp = client.get_experiment_by_name(name)
         runs = client.search_runs([exp.experiment_id], "tags.`bioclf.role` = 'variant'") if exp else []
         if runs and len(client.get_metric_history(runs[0].info.run_id, "val_acc")) >= epoch:
-            lock = next(claims.glob(f"{runs[0].data.tags[C.CONFIG_HASH]}.lock"))
+            lock = next(claims.glob(f"*-{runs[0].data.tags[C.CONFIG_HASH]}.lock"))  # <store>-<config hash>
             pid = int(lock.read_text().split()[0])
             os.kill(pid, signal.SIGKILL)
             killed.append((runs[0].info.run_id, pid))
@@ -159,7 +159,9 @@ def test_several_writers_on_one_server_lose_nothing_and_duplicate_nothing(server
                                "--tracking-uri", server.uri], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, env=env) for _ in range(3)]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
-    assert all(p.returncode == 0 for p in procs), outputs
+    # 3: a process left a config to another one that was still training it (busy), and says so
+    assert all(p.returncode in (0, 3) for p in procs), outputs
+    assert all((p.returncode == 3) == ("not trained: another process" in out) for p, out in zip(procs, outputs))
     client = MlflowClient(server.uri)
     runs = _variant_runs(client, "writers")
     assert sorted(r.data.tags[C.VARIANT] for r in runs) == ["full", "linear", "third"]

@@ -1,4 +1,4 @@
-"""One suite's whole report from its ``SuiteData``: figures, tables, ``index.md``.
+"""One suite's whole report from its ``SuiteData``: figures, tables, ``index.md`` and ``index.html``.
 
 No MLflow here (the caller logs the folder back through ``analysis.store``). Each part is
 built from what could be read; what could not is said in the report's notes, never silently
@@ -24,6 +24,7 @@ import pandas as pd
 from analysis import classwise, tables
 from analysis.cache import ReportCache, content_key, figure_code, table_code
 from analysis.history import Curves, best_epoch_of, stopped_early
+from analysis.html import write_html
 from analysis.index import Section, write_index
 from analysis.jobs import FigureJob, WorkerPool, render_all
 from analysis.output import claim_folder, release_folder
@@ -145,21 +146,26 @@ def build_report(data: SuiteData, folder: Path, options: BuildOptions | None = N
     out = _Writer(folder, options, cache, pool)
     notes = list(data.notes)
     significance = _significance(data, pool)  # first: the longest single computation of a report
-    sections = [
+    # The main result first, as in a results section; the ablation table waits for the
+    # statistics, which run in the workers while the other sections are laid out.
+    others = [
         _curves_section(data, out, notes),
         _progress_section(data, out),
         *_classwise_sections(data, out, notes, options),
         _metrics_section(data, out),
-        _ablation_section(data, out, significance()),
     ]
+    sections = [_ablation_section(data, out, significance()), *others]
     tabled = out.table_counts
     say(f"{tabled['written']} table(s) written; {tabled['kept']} unchanged, kept")
     out.render_figures(say)
-    index = write_index(folder / "index.md", data, sections, notes, datetime.now(timezone.utc),
-                        options.table_formats)
-    out.files.append(index)
-    # index.md is rewritten every build (its date); listed so that the CLI sees if it goes missing.
+    when = datetime.now(timezone.utc)
+    index = write_index(folder / "index.md", data, sections, notes, when, options.table_formats)
+    page = write_html(folder / "index.html", data, sections, notes, when)
+    out.files += [index, page]
+    # index.md / index.html are rewritten every build (their date); listed so that the CLI sees
+    # if one goes missing.
     cache.expect(index.name, "index")
+    cache.expect(page.name, "index")
     stale = release_folder(folder, owner, out.files, previous)
     cache.finish()
     if stale:

@@ -215,7 +215,9 @@ def _build_all(args, formats, keys: dict[str, str], current: dict[str, dict], po
         if not args.no_log:
             try:
                 progress(f"logging the report to suite run {data.suite_run_id}...")
-                reader.log_report(data.suite_run_id, report.folder, [FIGURES, TABLES], [report.index.name])
+                reader.log_report(data.suite_run_id, report.folder, [FIGURES, TABLES],
+                                  [report.index.name, "index.html"])
+                reader.log_suite_table(data.suite_run_id, report.folder / TABLES / "ablation.csv")
                 lines.append(f"  logged to suite run {data.suite_run_id} under report/")
                 say(lines[-1])
                 logged = True

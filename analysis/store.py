@@ -21,13 +21,14 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 import json  # noqa: E402
 import logging  # noqa: E402
 import tempfile  # noqa: E402
+import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 from urllib.parse import unquote  # noqa: E402
 
 import pandas as pd  # noqa: E402
-from mlflow.entities import Run, ViewType  # noqa: E402
+from mlflow.entities import Metric, Run, RunTag, ViewType  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
@@ -184,6 +185,27 @@ class StoreReader:
                     repo.log_artifacts(str(folder / sub), f"report/{sub}")
             for name in files:
                 repo.log_artifact(str(folder / name), "report")
+
+    def log_suite_table(self, suite_run_id: str, csv_path: Path) -> None:
+        """The ablation table's numbers on the suite run (names: contract.SUITE_TABLE_METRICS per
+        variant, tag bioclf.verdict.<variant>), so the MLflow UI shows the comparison. ``csv_path``:
+        the report's tables/ablation.csv (nothing is logged without it)."""
+        if not csv_path.is_file():
+            return
+        table = pd.read_csv(csv_path)
+        now = int(time.time() * 1000)
+        metrics, tags = [], []
+        for _, row in table.iterrows():
+            variant = str(row["variant"])
+            for name in C.SUITE_TABLE_METRICS:
+                value = row.get(name)
+                if value is not None and pd.notna(value):
+                    metrics.append(Metric(C.suite_table_metric(variant, name), float(value), now, 0))
+            if pd.notna(row.get("verdict")):
+                tags.append(RunTag(C.VERDICT_PREFIX + variant, str(row["verdict"])))
+        for start in range(0, max(len(metrics), 1), 1000):
+            self.client.log_batch(suite_run_id, metrics=metrics[start:start + 1000],
+                                  tags=tags if start == 0 else [])
 
     # ------------------------------------------------------------ helpers
 

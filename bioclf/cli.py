@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = sub.add_parser("ui", parents=[common], help="start the MLflow UI on the store (127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000, help="port to serve the UI on (default 5000)")
+    ui.add_argument("--workers", type=int, default=1, metavar="N",
+                    help="server worker processes (default 1: enough for one person; MLflow's own default is 4)")
     ui.add_argument("--host", default="127.0.0.1",
                     help="interface to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes it to the network)")
 
@@ -319,6 +321,11 @@ def cmd_validate(args) -> int:
     return EXIT_OK
 
 
+def runs_url(base: str, experiment_id: str) -> str:
+    """The MLflow UI page of an experiment's runs table."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs"
+
+
 def cmd_ui(args) -> int:
     from bioclf.tracking import resolve_tracking_uri
 
@@ -329,9 +336,17 @@ def cmd_ui(args) -> int:
         check_server(uri)
         print(f"The tracking server serves the MLflow UI itself: open {uri} in a browser")
         return EXIT_OK
+    if args.workers < 1:
+        raise BioclfError(f"--workers {args.workers}: must be at least 1")
+    from bioclf.tracking import Tracker
+
+    base = f"http://{args.host}:{args.port}"
+    for name, exp_id in Tracker(uri).suite_experiments():
+        print(f"  {name}: {runs_url(base, exp_id)}")
     mlflow = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
-    command = [mlflow, "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
-    print(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C to stop)")
+    command = [mlflow, "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port),
+               "--workers", str(args.workers)]
+    print(f"MLflow UI on {base} for {uri} (Ctrl-C to stop)")
     try:
         return subprocess.call(command, env=os.environ.copy())
     except KeyboardInterrupt:

@@ -64,6 +64,7 @@ class Job:
     suite_hash: str
     skipped: frozenset[str] = frozenset()
     skipped_text: str = ""
+    diff: str = ""  # what the variant changes from the baseline, in one line (tag bioclf.diff)
     force: bool = False
     quiet: bool = False
 
@@ -146,7 +147,8 @@ def _open_run(job: Job, tracker: Tracker, previous: list[RunRecord], work_root: 
             echo(f"{job.label}: restarting run {run_id} from epoch 1 (it stopped before its first checkpoint)")
     else:
         run_id = tracker.start_variant(job.experiment_id, job.parent_id, variant=job.run.variant, seed=job.run.seed,
-                                       config_hash=job.run.config_hash, suite_hash=job.suite_hash, params=job.params)
+                                       config_hash=job.run.config_hash, suite_hash=job.suite_hash, params=job.params,
+                                       diff=job.diff)
         kill_point("run_created")
         echo(f"{job.label}: training (run {run_id})")
     for stale in interrupted:  # we hold the claim, so nobody is training these any more

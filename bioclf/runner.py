@@ -11,6 +11,7 @@ error and the suite goes on (``fail_fast`` stops it); the caller turns failures 
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,9 +182,35 @@ def _run_suite(suite: Suite, runs: list[RunSpec], tracking_uri: str | None, forc
     except Exception:  # the store or the cluster gave out mid-suite: never leave the suite RUNNING
         tracker.finish(parent_id, "FAILED")
         raise
+    tracker.log_metrics(parent_id, accuracy_columns(result.outcomes))
     tracker.finish(parent_id, "FAILED" if result.failed else "FINISHED")
     echo(summary_table(result))
+    echo(next_steps(suite.name, plan.experiment_id, tracker.uri))
     return result
+
+
+def accuracy_columns(outcomes: list[Outcome]) -> dict[str, float]:
+    """The suite run's per-variant accuracy metrics (contract.SUITE_TABLE_METRICS): mean and sd
+    (ddof 1, with two seeds or more) of best val accuracy over the seeds that have one."""
+    by_variant: dict[str, list[float]] = {}
+    for o in outcomes:
+        if o.best_val_acc is not None:
+            by_variant.setdefault(o.variant, []).append(o.best_val_acc)
+    metrics = {}
+    for variant, accs in by_variant.items():
+        metrics[contract.suite_table_metric(variant, "val_acc_mean")] = statistics.fmean(accs)
+        if len(accs) > 1:
+            metrics[contract.suite_table_metric(variant, "val_acc_std")] = statistics.stdev(accs)
+    return metrics
+
+
+def next_steps(name: str, experiment_id: str, uri: str) -> str:
+    """What to do with a finished suite: the report, and the runs in the UI."""
+    where = "" if uri.startswith(("http://", "https://")) else f" --tracking-uri {uri}"
+    ui = (f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs" if uri.startswith(("http://", "https://"))
+          else f"bioclf-exp ui{where}, then http://127.0.0.1:5000/#/experiments/{experiment_id}/runs")
+    return (f"next: bioclf-report --experiment {name}{where}   (report in reports/{name}/index.html)\n"
+            f"      browse the runs: {ui}")
 
 
 @dataclass
@@ -206,7 +233,7 @@ def plan_suite(suite: Suite, runs: list[RunSpec], tracking_uri: str | None, *, f
         if skipped:
             echo(f"data: skipping {len(skipped)} unreadable image(s) in {report.root} (data.on_bad_image: skip)")
     tracker = Tracker(tracking_uri)
-    exp_id = tracker.experiment_id(suite.name)
+    exp_id = tracker.experiment_id(suite.name, description=suite.description)
     with claim(tracker.work_root() / "claims", tracker.claim_key(f"suite-{suite.suite_hash}"), wait=True):
         parent_id = _open_suite_run(tracker, exp_id, suite, force)
     digests = {fingerprint.digest for fingerprint in fingerprints.values()}
@@ -223,7 +250,8 @@ def plan_suite(suite: Suite, runs: list[RunSpec], tracking_uri: str | None, *, f
             params=run_params(run.config, num_classes_of(run.config, base_dir), counts[run.config_hash]),
             base_dir=base_dir, fingerprint=fingerprints[_data_key(run)], tracking_uri=tracker.uri,
             experiment_id=exp_id, parent_id=parent_id, suite_hash=suite.suite_hash, skipped=skipped,
-            skipped_text=report.bad_list_text() if skipped else "", force=force, quiet=quiet))
+            skipped_text=report.bad_list_text() if skipped else "", diff=suite.diff_text(run.variant), force=force,
+            quiet=quiet))
     return SuitePlan(tracker, exp_id, parent_id, jobs)
 
 

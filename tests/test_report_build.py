@@ -72,14 +72,52 @@ def test_index_shows_every_table_and_figure_in_order(built):
     assert text.startswith("# Report: handmade\n")
     assert "- Suite run: `suite123` (finished)" in text and "- Tracking URI: `sqlite:///x.db`" in text
     assert "- Generated: " in text and "> A hand-made suite." in text
-    order = [text.index(h) for h in ("## Figure 1.", "## Table 2.", "## Figure 2.", "## Figure 3.", "## Table 3.",
-                                     "## Tables 4–6.")]
+    # the main result first, as in a results section
+    order = [text.index(h) for h in ("## Tables 4–6.", "## Figure 1.", "## Table 2.", "## Figure 2.", "## Figure 3.",
+                                     "## Table 3.")]
     assert order == sorted(order)
     for path in report.files:
         rel = path.relative_to(report.folder).as_posix()
         if rel.endswith(".png") or rel.endswith(".csv"):
             assert f"]({rel})" in text, rel
     assert (report.folder / "tables" / "ablation.md").read_text().split("\n", 2)[2] in text
+
+
+def test_the_html_page_is_self_contained(built):
+    """index.html embeds every figure (the same PNG bytes) and every table (with its CSV as a
+    download), and links nowhere but inside itself: MLflow's artifact viewer shows it alone."""
+    import base64
+    import re
+
+    _, report = built
+    page = (report.folder / "index.html").read_text()
+    images = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([^"]+)">', page)
+    pngs = sorted(p for p in report.files if p.suffix == ".png")
+    assert len(images) == len(pngs) > 0
+    assert sorted(base64.b64decode(i) for i in images) == sorted(p.read_bytes() for p in pngs)
+    refs = re.findall(r'(?:href|src)="([^"]+)"', page)
+    assert refs and all(r.startswith(("data:", "#")) for r in refs), [r[:40] for r in refs if not r.startswith("data:")]
+    tables = sorted(p for p in report.files if p.suffix == ".csv")
+    assert page.count("<table>") == len(tables)
+    for csv in re.findall(r'href="data:text/csv;base64,([^"]+)"', page):
+        assert base64.b64decode(csv).decode() in {p.read_text() for p in tables}
+    assert page.index("Tables 4–6.") < page.index("Figure 1.")
+
+
+def test_the_html_page_renders_in_a_browser(built, tmp_path):
+    """Every figure of index.html loads in headless Chromium (skipped without Playwright and its browser)."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    _, report = built
+    try:
+        with playwright.sync_playwright() as pw:
+            browser = pw.chromium.launch()
+            page = browser.new_page()
+            page.goto((report.folder / "index.html").as_uri())
+            loaded = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete && i.naturalWidth > 0)")
+            browser.close()
+    except Exception as exc:  # noqa: BLE001 - no browser installed for Playwright
+        pytest.skip(f"headless Chromium not available: {str(exc).splitlines()[0]}")
+    assert loaded and all(loaded)
 
 
 def test_table_csvs_hold_the_exact_values(built):

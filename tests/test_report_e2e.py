@@ -74,7 +74,7 @@ def test_every_expected_file_exists(suite, report):
     figs += [f"fig{n}_{kind}_{r}" for r in roles for n, kind in ((2, "per_class"), (3, "confusion"))]
     tabs = ["ablation", "table2_training_progress", "table3_overall_metrics"]
     tabs += [f"table_{kind}_{r}" for r in roles for kind in ("weakest_classes", "confused_pairs", "asymmetric_pairs")]
-    expected = {"index.md"} | {f"figures/{f}.png" for f in figs} | \
+    expected = {"index.md", "index.html"} | {f"figures/{f}.png" for f in figs} | \
         {f"tables/{t}.{e}" for t in tabs for e in ("md", "csv", "tex")}  # PDF only with --pdf
     written = {p.relative_to(report).as_posix() for p in report.rglob("*")
                if p.is_file() and p.name not in (".bioclf-report", ".report-cache.json")}
@@ -86,9 +86,22 @@ def test_every_expected_file_exists(suite, report):
 def test_report_is_logged_back_to_the_suite_run(suite, report):
     client, suite_id = suite.client, suite.result.suite_run_id
     top = {f.path for f in client.list_artifacts(suite_id, "report")}
-    assert {"report/index.md", "report/figures", "report/tables"} <= top
+    assert {"report/index.md", "report/index.html", "report/figures", "report/tables"} <= top
     logged = {Path(f.path).name for f in client.list_artifacts(suite_id, "report/tables")}
     assert logged == {p.name for p in (report / "tables").iterdir()}
+    # the suite run carries the table: what the MLflow UI shows of the comparison
+    from bioclf.tracking import contract as C
+
+    parent = client.get_run(suite_id).data
+    ablation = pd.read_csv(report / "tables" / "ablation.csv").set_index("variant")
+    for variant in ("full", "linear"):
+        assert parent.tags[C.VERDICT_PREFIX + variant] == ablation.loc[variant, "verdict"]
+        assert parent.metrics[f"{variant}/val_acc_mean"] == pytest.approx(ablation.loc[variant, "val_acc_mean"])
+    for name in ("delta", "delta_ci_low", "delta_ci_high", "p_holm"):
+        assert parent.metrics[f"linear/{name}"] == pytest.approx(ablation.loc["linear", name])
+    # logged when the suite ended already, from the runs' best_val_acc
+    first = client.get_metric_history(suite_id, "linear/val_acc_mean")[0].value
+    assert first == pytest.approx(_runs(suite)["linear"].data.metrics["best_val_acc"])
 
 
 def test_ablation_and_metrics_tables_equal_the_store(suite, report):

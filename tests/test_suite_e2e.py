@@ -24,7 +24,7 @@ FINAL_METRICS = set(C.FINAL_METRICS) - {"peak_gpu_mem_mb"}  # CUDA only
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("suite")
-    spec = dict(TINY, variants={"full": {}, "linear": {"model.head": {
+    spec = dict(TINY, description="Tiny suite.", variants={"full": {}, "linear": {"model.head": {
         "hidden_dim": None, "dropout_in": 0.0, "dropout_hidden": 0.0, "batchnorm": False}}}, baseline="full")
     path = write_spec(folder, spec)
     uri = f"sqlite:///{folder / 'mlflow.db'}"
@@ -50,6 +50,12 @@ def test_parent_and_children(trained):
     assert json.loads(parent.data.tags[C.VARIANTS]) == ["full", "linear"]
     assert parent.data.tags[C.BASELINE] == "full"
     assert [c.data.tags[C.VARIANT] for c in children] == ["full", "linear"]
+    # the UI opens the experiment on its runs, with the spec's description; rows say what they change
+    assert exp.tags[C.EXPERIMENT_KIND] == C.KIND_MODEL_TRAINING and exp.tags[C.NOTE] == "Tiny suite."
+    assert [c.info.run_name for c in children] == ["full/seed0", "linear/seed0"]
+    assert children[0].data.tags[C.DIFF] == "baseline"
+    assert children[1].data.tags[C.DIFF] == ("model.head.hidden_dim 16→None; model.head.dropout_in 0.3→0.0; "
+                                             "model.head.dropout_hidden 0.5→0.0; model.head.batchnorm True→False")
     suite = load_suite(trained["path"])
     for child, run in zip(children, suite.runs):
         tags = child.data.tags
@@ -150,3 +156,21 @@ def test_learns_above_chance(trained):
     # 4 classes: chance is 25%. Two epochs of a from-scratch ResNet18 on 16 px generated images.
     _, children = _children(trained)
     assert max(c.data.metrics["best_val_acc"] for c in children) >= 0.6
+
+
+def test_the_suite_says_what_to_do_next_and_ui_prints_its_runs_url(trained, monkeypatch, capsys):
+    import subprocess
+
+    from bioclf.cli import main
+
+    exp, _ = _children(trained)
+    runs_url = f"http://127.0.0.1:5000/#/experiments/{exp.experiment_id}/runs"
+    tail = "\n".join(trained["lines"][-2:])
+    assert "next: bioclf-report --experiment tiny" in tail and runs_url in tail
+    launched = []
+    monkeypatch.setattr(subprocess, "call", lambda command, env=None: launched.append(command) or 0)
+    assert main(["ui", "--tracking-uri", trained["uri"], "--workers", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"  tiny: {runs_url}" in out
+    assert launched and launched[0][-2:] == ["--workers", "2"]
+    assert main(["ui", "--tracking-uri", trained["uri"], "--workers", "0"]) == 2

@@ -27,6 +27,8 @@ from bioclf.spec.schema import CONFIG_SECTIONS, RunConfig
 SPEC_KEYS = ("extends", "name", "description", "baseline", "seeds", "variants")
 DEFAULT_VARIANT = "base"
 
+DIFF_TEXT_LIMIT = 250  # a tag value shows in full in the runs table up to about this
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -74,6 +76,19 @@ class Suite:
         base = flatten(config_dict(self.runs_of(self.baseline)[0].config))
         mine = flatten(config_dict(self.runs_of(variant)[0].config))
         return {k: (base.get(k), v) for k, v in mine.items() if base.get(k) != v and k != "train.seed"}
+
+    def diff_text(self, variant: str, limit: int = DIFF_TEXT_LIMIT) -> str:
+        """The diff from the baseline in one short line (tag bioclf.diff): ``key old→new; ...``,
+        or ``baseline``; cut at ``limit`` characters with "…"."""
+        if variant == self.baseline:
+            return "baseline"
+        diff = self.diff_from_baseline(variant)
+        text = "; ".join(f"{key} {_short(old)}→{_short(new)}" for key, (old, new) in diff.items()) or "no change"
+        return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _short(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":")) if isinstance(value, (list, dict)) else str(value)
 
 
 # ---------------------------------------------------------------- YAML and inheritance

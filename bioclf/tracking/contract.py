@@ -36,10 +36,28 @@ DATA_FINGERPRINT = "bioclf.data_fingerprint"
 DATA_PIPELINE = "bioclf.data.pipeline"
 TRAIN_STAGES = "bioclf.data.train_stages"
 EVAL_STAGES = "bioclf.data.eval_stages"
+DIFF = "bioclf.diff"
+VERDICT_PREFIX = "bioclf.verdict."  # + variant, on the suite run
 # MLflow's own tags that the contract uses (mlflow.utils.mlflow_tags; spelled out here so that
 # readers without MLflow imported can match them).
 PARENT_RUN = "mlflow.parentRunId"
 NOTE = "mlflow.note.content"
+# On the experiment: its kind (MLflow 3's UI opens a model-training experiment on its runs, a
+# GenAI one on traces) and its description.
+EXPERIMENT_KIND = "mlflow.experimentKind"
+KIND_MODEL_TRAINING = "custom_model_development"
+
+# The ablation table on the suite run, per variant: metric "<variant>/<name>" (step 0; the last
+# value is the current one). The runner logs the accuracy columns when the suite ends,
+# bioclf-report all of them.
+SUITE_TABLE_METRICS = ("val_acc_mean", "val_acc_std", "delta", "delta_ci_low", "delta_ci_high", "p_holm")
+
+
+def suite_table_metric(variant: str, name: str) -> str:
+    """The suite run's metric ``name`` of ``variant`` (characters MLflow refuses become "_")."""
+    safe = re.sub(r"[^A-Za-z0-9_. -]", "_", variant)
+    return f"{safe}/{name}"
+
 
 # ---------------------------------------------------------------- artifacts
 
@@ -60,6 +78,12 @@ ERROR_TEXT = "error.txt"
 # ---------------------------------------------------------------- the tables of docs/tracking.md
 # Each row: (keys, meaning) or (kind, keys, meaning). Keys in a row share the meaning.
 
+EXPERIMENT_ROWS = (
+    ("name", (), "the spec's `name`"),
+    ("tag", (EXPERIMENT_KIND,), f"`{KIND_MODEL_TRAINING}`: MLflow's UI opens the experiment on its runs table"),
+    ("tag", (NOTE,), "the spec's `description` (the experiment's description in the UI)"),
+)
+
 SUITE_ROWS = (
     ("tag", (ROLE,), f"`{ROLE_SUITE}`"),
     ("tag", (SUITE_HASH,), "hash of the name and every (variant, seed, config hash) of the spec"),
@@ -72,7 +96,14 @@ SUITE_ROWS = (
     ("artifact", (f"{SPEC_DIR}/<file>.yaml",), "the spec file as written"),
     ("artifact", (SUITE_MANIFEST,), "`{name, description, baseline, seeds, variants, runs: [{variant, seed, "
                                     "config_hash}], diffs: {variant: {key: [baseline value, variant value]}}}`"),
-    ("artifact", (f"{REPORT_DIR}/",), "the last `bioclf-report` of the suite (docs/report.md)"),
+    ("metric", tuple(f"<variant>/{m}" for m in SUITE_TABLE_METRICS),
+     "the ablation table per variant: best val accuracy over seeds (mean, sd), Δ vs the baseline with its 95% "
+     "interval, Holm-adjusted p. The accuracy columns are logged when the suite ends, all of them by "
+     "`bioclf-report` (the last value is the current one)"),
+    ("tag", (f"{VERDICT_PREFIX}<variant>",), "the row's verdict after Holm: `better`, `worse`, `within noise`, "
+                                             "`baseline` (by `bioclf-report`)"),
+    ("artifact", (f"{REPORT_DIR}/",), "the last `bioclf-report` of the suite: `index.html` (self-contained), "
+                                      "`index.md`, `figures/`, `tables/` (docs/report.md)"),
     ("status", (), "`FINISHED` when every child finished or was skipped, `FAILED` if one failed, `KILLED` on Ctrl-C"),
 )
 
@@ -80,6 +111,8 @@ VARIANT_ROWS = (
     ("tag", (PARENT_RUN,), "the suite run"),
     ("tag", (ROLE,), f"`{ROLE_VARIANT}`"),
     ("tag", (VARIANT,), "the variant name (table row)"),
+    ("tag", (DIFF,), "what the variant changes from the baseline, short and readable: "
+                     "`loss.label_smoothing 0.1→0.0; optimizer.lr 0.001→0.002`; `baseline` on the baseline"),
     ("tag", (SEED,), "the seed, as text"),
     ("tag", (CONFIG_HASH,), "12 hex digits: hash of the resolved config (seed included; workers, device, progress "
                             "bars excluded), version 2: see \"Config hash\""),
@@ -96,7 +129,7 @@ VARIANT_ROWS = (
                                              "profile), input tag `mlflow.data.context=training`"),
     ("tag", (ERROR,), f"on FAILED runs: `<ExceptionType>: <first line>`, full traceback in the artifact "
                       f"`{ERROR_TEXT}`; on runs a lost Ray worker left KILLED: why (docs/distributed.md)"),
-    ("run name", (), "`<variant>-seed<seed>`"),
+    ("run name", (), "`<variant>/seed<seed>` (runs before 2026-12: `<variant>-seed<seed>`; readers use the tags)"),
     ("params", ("every key of the resolved config, flattened with dots",),
      "`model.backbone`, `loss.label_smoothing`, `data.train_transforms` (lists and mappings as compact JSON), ..."),
     ("params", ("model.num_params", "model.num_trainable_params"), "exact integers"),
@@ -194,6 +227,7 @@ def _table(header: tuple[str, ...], rows) -> str:
 
 
 TABLES = {
+    "experiment": lambda: _table(("kind", "key", "value"), EXPERIMENT_ROWS),
     "suite": lambda: _table(("kind", "key", "value"), SUITE_ROWS),
     "variant": lambda: _table(("kind", "key", "value"), VARIANT_ROWS),
     "epoch-metrics": lambda: _table(("metric", "meaning"), EPOCH_ROWS),

@@ -133,11 +133,18 @@ class Tracker:
             self.client.search_experiments(max_results=1)
 
     # -- experiments
-    def experiment_id(self, name: str, create: bool = True) -> str | None:
+    def experiment_id(self, name: str, create: bool = True, description: str | None = None) -> str | None:
+        """The experiment of a suite, created when missing (with ``create``), as a model-training
+        experiment with ``description``; an existing one gets those tags when they differ."""
+        tags = {C.EXPERIMENT_KIND: C.KIND_MODEL_TRAINING, **({C.NOTE: description} if description else {})}
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
             if exp.lifecycle_stage == "deleted":
                 self.client.restore_experiment(exp.experiment_id)
+            if create:
+                for key, value in tags.items():
+                    if exp.tags.get(key) != value:
+                        self.client.set_experiment_tag(exp.experiment_id, key, value)
             return exp.experiment_id
         if not create:
             return None
@@ -145,13 +152,21 @@ class Tracker:
         # Artifacts of a local store live beside its database, whatever the working directory.
         location = (store / "artifacts" / _slug(name)).as_uri() if store else None
         try:
-            return self.client.create_experiment(name, artifact_location=location)
+            return self.client.create_experiment(name, artifact_location=location, tags=tags)
         except MlflowException:
             # Another process created it between our lookup and our create.
             exp = self.client.get_experiment_by_name(name)
             if exp is None:
                 raise
             return exp.experiment_id
+
+    def suite_experiments(self) -> list[tuple[str, str]]:
+        """(name, id) of every active experiment with a suite run, by name."""
+        found = []
+        for exp in self.client.search_experiments(view_type=ViewType.ACTIVE_ONLY):
+            if self.client.search_runs([exp.experiment_id], f"tags.`{C.ROLE}` = '{C.ROLE_SUITE}'", max_results=1):
+                found.append((exp.name, exp.experiment_id))
+        return sorted(found)
 
     # -- suite runs
     def find_suite(self, experiment_id: str, suite_hash: str) -> str | None:
@@ -210,7 +225,7 @@ class Tracker:
         )]
 
     def start_variant(self, experiment_id: str, parent_id: str, *, variant: str, seed: int, config_hash: str,
-                      suite_hash: str, params: Mapping[str, Any]) -> str:
+                      suite_hash: str, params: Mapping[str, Any], diff: str = "") -> str:
         tags = {
             C.PARENT_RUN: parent_id,
             C.ROLE: C.ROLE_VARIANT,
@@ -220,7 +235,9 @@ class Tracker:
             C.SUITE_HASH: suite_hash,
             C.CONTRACT: CONTRACT_VERSION,
         }
-        run = self.client.create_run(experiment_id, tags=tags, run_name=f"{variant}-seed{seed}")
+        if diff:
+            tags[C.DIFF] = diff[:_MAX_TAG]
+        run = self.client.create_run(experiment_id, tags=tags, run_name=f"{variant}/seed{seed}")
         items = [Param(k, _param_value(v)) for k, v in params.items()]
         for chunk in _chunks(items, _MAX_PARAMS):
             self.client.log_batch(run.info.run_id, params=chunk)
@@ -304,6 +321,13 @@ class Tracker:
 
     def log_metric(self, run_id: str, key: str, value: float) -> None:
         self.client.log_metric(run_id, key, float(value), step=0)
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float]) -> None:
+        """Metrics at step 0 in one request (a value logged again becomes the current one)."""
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+        for chunk in _chunks(items, _MAX_METRICS):
+            self.client.log_batch(run_id, metrics=chunk)
 
     def log_skipped_images(self, run_id: str, text: str, count: int) -> None:
         """The images data.on_bad_image: skip left out: their list and how many (the count logged

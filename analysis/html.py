@@ -25,7 +25,7 @@ th, td { padding: .25em .6em; border-bottom: 1px solid #e5e5e5; text-align: left
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption, .note { color: #555; font-size: .9em; } .meta li { margin: .1em 0; }
-.download { font-size: .85em; margin-left: .6em; }
+.download { font-size: .85em; margin-left: .6em; } .wide { overflow-x: auto; }
 """
 
 
@@ -56,7 +56,7 @@ def _table(table: Table) -> str:
                 f'href="data:text/csv;base64,{csv}">CSV (exact values)</a>')
     notes = "".join(f'<p class="note">{_e(n)}</p>' for n in table.notes)
     return (f"<p><strong>{_e(table.title)}</strong>{download}</p>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{notes}")
+            f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{notes}')
 
 
 def render_html(data: SuiteData, sections: list[Section], notes: list[str], when: datetime, folder: Path) -> str:

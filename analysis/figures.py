@@ -233,5 +233,6 @@ def forest_plot(frame: pd.DataFrame, baseline: str, title: str) -> Figure:
         ax.set(title=title, xlabel=f"Δ validation accuracy vs {baseline} (percentage points, 95% CI)")
         handles = [matplotlib.lines.Line2D([], [], color=c, marker="o", lw=2, label=k)
                    for k, c in VERDICT_COLORS.items()]
-        ax.legend(handles=handles, loc="lower right", title="verdict (Holm, α = 0.05)")
+        # outside the axes: with one or two rows the legend would cover an interval
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="verdict (Holm, α = 0.05)")
     return fig

@@ -698,12 +698,14 @@ def table_note(frame: pd.DataFrame, alpha: float = 0.05, power: float = 0.8) -> 
     which noise each one leaves out, worded for the tests the table actually used."""
     n = int(frame["n_images"].iloc[0]) if len(frame) else 0
     tests = set(frame["test"].dropna())
+    tested = int(frame["p_value"].notna().sum()) if "p_value" in frame else max(len(frame) - 1, 0)
     parts = [
         f"Accuracy intervals: {1 - alpha:.0%} percentile bootstrap over the {n} validation images (one image = "
         f"{100 / n:.2f} points)." if n else "",
         "Δ: difference to the baseline on the seeds both have, with a paired bootstrap interval.",
-        f"Verdict: better/worse when the Holm-adjusted p-value (over the {max(len(frame) - 1, 0)} non-baseline rows) "
-        f"is below {alpha:g}; otherwise within noise.",
+        (f"Verdict: better/worse when the Holm-adjusted p-value (over the {tested} tested row"
+         f"{'s' if tested != 1 else ''}) is below {alpha:g}; otherwise within noise." if tested else
+         "No row besides the baseline has a test yet (not run, or no predictions): no verdict."),
     ]
     if TEST_MCNEMAR in tests or TEST_SIGN_FLIP in tests:
         parts.append("Rows tested on one or two seeds (exact McNemar / sign-flip test over images) hold the trained "

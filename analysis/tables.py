@@ -191,11 +191,26 @@ def ablation_table(runs: pd.DataFrame, baseline: str, variants: list[str],
         notes.append("Verdict at α = 0.05 after Holm–Bonferroni correction over the table's rows; "
                      "\"Detectable with\": validation images (or seeds) at which a Δ of this size would reach "
                      "80% power. Formulas: docs/statistics.md.")
+        notes += holm_explained(frame)
     else:
         notes.append("No per-image predictions for the baseline: intervals and tests left out.")
     notes += data_mismatch(runs)
     notes += run_problems(runs)
     return Table("ablation", title, frame, columns, notes)
+
+
+def holm_explained(frame: pd.DataFrame) -> list[str]:
+    """A note for rows whose Δ interval excludes 0 while the verdict says "within noise": the
+    interval is for that row alone, the verdict is corrected for every row of the table."""
+    if not {"delta_ci_low", "delta_ci_high", "verdict"} <= set(frame.columns):
+        return []
+    apart = frame[((frame["delta_ci_low"] > 0) | (frame["delta_ci_high"] < 0)) & (frame["verdict"] == stats.NOISE)]
+    if apart.empty:
+        return []
+    tested = int((~frame["is_baseline"] & frame["p_holm"].notna()).sum())
+    return [f"{', '.join(map(str, apart['variant']))}: the Δ interval excludes 0 but the verdict is within noise. "
+            f"The interval is that row's alone (95%); the verdict is corrected for the {tested} rows tested "
+            "together (Holm), as a table of several comparisons must be, so it needs stronger evidence."]
 
 
 def data_mismatch(runs: pd.DataFrame) -> list[str]:

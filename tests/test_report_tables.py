@@ -240,3 +240,16 @@ def test_data_mismatch_warns_when_rows_used_different_data():
     mixed = pd.DataFrame({"variant": ["a", "b", "c"], "data_fingerprint": ["f1", "f2", None]})
     (warning,) = data_mismatch(mixed)
     assert "different data" in warning and "f1: a" in warning and "f2: b" in warning
+
+
+def test_an_interval_apart_from_zero_with_a_noise_verdict_is_explained():
+    from analysis.tables import holm_explained
+
+    frame = pd.DataFrame({"variant": ["base", "a", "b", "c"], "is_baseline": [True, False, False, False],
+                          "delta_ci_low": [np.nan, 0.004, -0.02, 0.01], "delta_ci_high": [np.nan, 0.05, 0.03, 0.09],
+                          "p_holm": [np.nan, 0.09, 0.8, 0.01], "verdict": ["baseline", "within noise", "within noise",
+                                                                           "better"]})
+    [note] = holm_explained(frame)
+    assert note.startswith("a: the Δ interval excludes 0 but the verdict is within noise")
+    assert "corrected for the 3 rows tested together (Holm)" in note
+    assert holm_explained(frame[frame["variant"] != "a"]) == []

@@ -286,8 +286,10 @@ def _significance(data: SuiteData, pool: WorkerPool | None) -> Callable[[], pd.D
 def _ablation_section(data: SuiteData, out: _Writer, significance: pd.DataFrame | None) -> Section:
     title = f"Ablation — {data.experiment}"
     section = Section(f"Tables 4–6. {title}")
-    table = out.table(tables.ablation_table(data.runs, data.baseline, data.variants, data.diffs, title, significance))
+    ablation = tables.ablation_table(data.runs, data.baseline, data.variants, data.diffs, title, significance)
+    table = out.table(ablation)
     section.table(table)
+    section.table(out.table(tables.cost_table(ablation)))
     if significance is not None and len(significance) > 1:
         paths = out.figure(out.stem("fig_ablation_delta"), "forest_plot", _columns(table.data, FOREST_COLUMNS),
                            data.baseline, f"Δ vs baseline — {data.experiment}")

@@ -84,23 +84,30 @@ def _targets(con, experiments: list[str] | None) -> list[tuple[str, int]]:
     return [(name, by_name[name]) for name in wanted]
 
 
+# What bioclf-report itself writes to the suite run (the ablation table as metrics and verdict
+# tags): not read by a report, so left out of the fingerprint; else logging a report would
+# make the next call rebuild it.
+_OWN_TAGS = f"t.key NOT GLOB '{C.VERDICT_PREFIX}*'"
+_OWN_METRICS = " AND ".join(f"m.key NOT GLOB '*/{name}'" for name in C.SUITE_TABLE_METRICS)
+
 # Every row the report's reading depends on, for one experiment (``?``), in a fixed order.
 _QUERIES = (
     "SELECT * FROM experiments WHERE experiment_id = ?",
     "SELECT * FROM experiment_tags WHERE experiment_id = ? ORDER BY key",
     "SELECT * FROM runs WHERE experiment_id = ? ORDER BY run_uuid",
     "SELECT t.run_uuid, t.key, t.value FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid "
-    "WHERE r.experiment_id = ? ORDER BY t.run_uuid, t.key",
+    f"WHERE r.experiment_id = ? AND {_OWN_TAGS} ORDER BY t.run_uuid, t.key",
     "SELECT p.run_uuid, p.key, p.value FROM params p JOIN runs r ON r.run_uuid = p.run_uuid "
     "WHERE r.experiment_id = ? ORDER BY p.run_uuid, p.key",
     "SELECT m.run_uuid, m.key, m.value, m.timestamp, m.step, m.is_nan FROM latest_metrics m "
-    "JOIN runs r ON r.run_uuid = m.run_uuid WHERE r.experiment_id = ? ORDER BY m.run_uuid, m.key",
+    f"JOIN runs r ON r.run_uuid = m.run_uuid WHERE r.experiment_id = ? AND {_OWN_METRICS} "
+    "ORDER BY m.run_uuid, m.key",
     # Whole histories are read only for runs without history.csv; a summary of each catches any
     # metric logged since (a new row changes its count and its last timestamp at least).
     "SELECT m.run_uuid, m.key, COUNT(*), MIN(m.timestamp), MAX(m.timestamp), MIN(m.step), MAX(m.step), "
     "SUM(m.step), SUM(m.value), SUM(m.value * m.step), SUM(m.is_nan) FROM metrics m "
-    "JOIN runs r ON r.run_uuid = m.run_uuid WHERE r.experiment_id = ? GROUP BY m.run_uuid, m.key "
-    "ORDER BY m.run_uuid, m.key",
+    f"JOIN runs r ON r.run_uuid = m.run_uuid WHERE r.experiment_id = ? AND {_OWN_METRICS} "
+    "GROUP BY m.run_uuid, m.key ORDER BY m.run_uuid, m.key",
 )
 
 

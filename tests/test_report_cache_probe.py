@@ -68,6 +68,8 @@ def test_fingerprint_survives_building_and_logging_the_report(suite, tmp_path):
         assert main(["--tracking-uri", suite.uri, "--out", str(tmp_path / "r"), "--workers", "1"]) == 0
     assert "logged to suite run" in out.getvalue()
     assert suite.client.list_artifacts(suite.info["suite_id"], "report")  # it did write into the store
+    logged = suite.client.get_run(suite.info["suite_id"]).data  # ... and the ablation table onto the suite run
+    assert any(k.startswith(C.VERDICT_PREFIX) for k in logged.tags) and any("/delta" in k for k in logged.metrics)
     assert probe.fingerprints(suite.uri, ["probe"]) == before
 
 

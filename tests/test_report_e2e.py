@@ -72,7 +72,7 @@ def test_every_expected_file_exists(suite, report):
     roles = ["best-baseline_full-seed0"] if best == "full" else ["baseline_full-seed0", f"best_{best}-seed0"]
     figs = ["fig1_curves_full", "fig1_curves_linear", "fig1_val_acc_all_variants", "fig_ablation_delta"]
     figs += [f"fig{n}_{kind}_{r}" for r in roles for n, kind in ((2, "per_class"), (3, "confusion"))]
-    tabs = ["ablation", "table2_training_progress", "table3_overall_metrics"]
+    tabs = ["ablation", "ablation_cost", "table2_training_progress", "table3_overall_metrics"]
     tabs += [f"table_{kind}_{r}" for r in roles for kind in ("weakest_classes", "confused_pairs", "asymmetric_pairs")]
     expected = {"index.md", "index.html"} | {f"figures/{f}.png" for f in figs} | \
         {f"tables/{t}.{e}" for t in tabs for e in ("md", "csv", "tex")}  # PDF only with --pdf

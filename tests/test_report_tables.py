@@ -124,11 +124,11 @@ def test_ablation_frame_aggregates_per_variant_in_spec_order(ablation_runs):
 
 def test_ablation_table_marks_failed_and_missing_rows_never_drops_them(ablation_runs):
     table = tables.ablation_table(ablation_runs, "base", ["base", "wide", "flaky", "never"])
-    md = markdown_body(table)
-    assert "| base | (baseline) | finished | 2 | 85.0 ± 7.1 | — | 88.79 | 1.00× | 11 |" in md
-    assert "| wide |  | finished | 2 | 90.0 ± 2.8 | +5.0 | 90.00 | 2.00× | 10 |" in md
-    assert "| flaky |  | 1/2 finished; 1 failed | 1 | 70.0 | -15.0 | 1.00 | 0.45× | 5 |" in md
-    assert "| never |  | not run | 0 | — | — | — | — | — |" in md
+    md, cost = markdown_body(table), markdown_body(tables.cost_table(table))
+    assert "| base | (baseline) | finished | 2 | 85.0 ± 7.1 | — |" in md and "| base | 88.79 | 1.00× | 11 |" in cost
+    assert "| wide |  | finished | 2 | 90.0 ± 2.8 | +5.0 |" in md and "| wide | 90.00 | 2.00× | 10 |" in cost
+    assert "| flaky |  | 1/2 finished; 1 failed | 1 | 70.0 | -15.0 |" in md and "| flaky | 1.00 | 0.45× | 5 |" in cost
+    assert "| never |  | not run | 0 | — | — |" in md and "| never | — | — | — |" in cost
     assert any("flaky seed 2: failed (run run5): RunFailed: training loss became nan." in n for n in table.notes)
     assert any("never seed 1: not run (no run with config hash abc123abc123" in n for n in table.notes)
 
@@ -138,7 +138,8 @@ def test_single_seed_ablation_has_no_n_or_std_and_says_when_baseline_is_missing(
                        {"variant": "a", "seed": 0, "best_val_acc": 0.5, "train_time_s": 10.0, "epochs_run": 3.0}])
     table = tables.ablation_table(runs, "base", ["base", "a"], diffs={"a": {"loss.label_smoothing": [0.1, 0.0]}})
     assert [c.header for c in table.columns][:4] == ["Variant", "Change vs baseline", "Status", "Val acc (%)"]
-    assert "| a | loss.label_smoothing: 0.1 → 0.0 | finished | 50.0 | — | 1.00 | — | 3 |" in markdown_body(table)
+    assert "| a | loss.label_smoothing: 0.1 → 0.0 | finished | 50.0 | — |" in markdown_body(table)
+    assert "| a | 1.00 | — | 3 |" in markdown_body(tables.cost_table(table))
     assert any("baseline (base) has no finished run" in n for n in table.notes)
 
 

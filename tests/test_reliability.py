@@ -39,7 +39,8 @@ def test_claims_are_per_store_and_busy_is_not_reported_as_done(tmp_path, capsys)
         lines: list[str] = []
         crowded = run_suite(suite, tracking_uri=first, quiet=True, echo=lines.append)
         assert [o.status for o in crowded.outcomes] == [Status.BUSY] and crowded.not_trained
-        assert "1 not trained: another process is training it" in lines[-1] and "all ok" not in lines[-1]
+        summary = next(line for line in lines if " run(s): " in line)  # the table's last line
+        assert "1 not trained: another process is training it" in summary and "all ok" not in summary
         assert main(["run", str(spec), "--quiet", "--tracking-uri", first]) == 3
     assert "not trained" in capsys.readouterr().out
     assert main(["run", str(spec), "--quiet", "--tracking-uri", first]) == 0  # free again: trained

@@ -103,6 +103,7 @@ def run_job(job: Job, tracker: Tracker | None = None, echo: Printer = print,
         previous = tracker.find_variant_runs(job.experiment_id, job.run.config_hash)
         done = [r for r in previous if r.status == "FINISHED"]
         if done and not job.force:
+            _retire(previous, done[0].run_id, tracker, work_root)  # a finished config resumes nothing
             return _skip(job, done[0], echo)
         run_id = _open_run(job, tracker, previous, work_root, echo)
         return _train_claimed(job, tracker, run_id, work_root / run_id, echo, before_train)
@@ -151,15 +152,21 @@ def _open_run(job: Job, tracker: Tracker, previous: list[RunRecord], work_root: 
                                        diff=job.diff)
         kill_point("run_created")
         echo(f"{job.label}: training (run {run_id})")
-    for stale in interrupted:  # we hold the claim, so nobody is training these any more
-        if stale.run_id != run_id:
-            if stale.status == "RUNNING":
-                tracker.finish(stale.run_id, "KILLED")
-            shutil.rmtree(work_root / stale.run_id, ignore_errors=True)
+    _retire(interrupted, run_id, tracker, work_root)
     tracker.log_dataset_input(run_id, job.fingerprint)
     if job.skipped:
         tracker.log_skipped_images(run_id, job.skipped_text, len(job.skipped))
     return run_id
+
+
+def _retire(runs: list[RunRecord], keep: str, tracker: Tracker, work_root: Path) -> None:
+    """Every interrupted run of ``runs`` but ``keep`` will never resume: KILLED if still RUNNING
+    (we hold the claim, so nobody is training it any more), its scratch folder removed."""
+    for stale in runs:
+        if stale.run_id != keep and stale.status in ("RUNNING", "KILLED"):
+            if stale.status == "RUNNING":
+                tracker.finish(stale.run_id, "KILLED")
+            shutil.rmtree(work_root / stale.run_id, ignore_errors=True)
 
 
 def _continuable(interrupted: list[RunRecord], tracker: Tracker, work_root: Path) -> str | None:

@@ -134,3 +134,21 @@ def test_every_argument_has_help_and_no_help_dangles():
                 continue
             assert action.help, f"bioclf-exp {name} {action.dest}: no help"
             assert not action.help.rstrip().endswith(":"), f"bioclf-exp {name} {action.dest}: {action.help!r}"
+
+
+def test_a_finished_config_retires_its_interrupted_runs(tmp_path):
+    """A RUNNING run left by a dead process beside a FINISHED one of the same config will never
+    resume: the next suite marks it KILLED and removes its scratch (list has nothing to report)."""
+    spec = write_spec(tmp_path, ONE_EPOCH)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    suite = load_suite(spec)
+    first = run_suite(suite, tracking_uri=uri, quiet=True, echo=lambda line: None)
+    tracker = Tracker(uri)
+    run = suite.runs[0]
+    orphan = tracker.start_variant(tracker.experiment_id("tiny"), first.suite_run_id, variant=run.variant,
+                                   seed=run.seed, config_hash=run.config_hash, suite_hash=suite.suite_hash, params={})
+    (tracker.work_root() / orphan / "checkpoints").mkdir(parents=True)
+    again = run_suite(suite, tracking_uri=uri, quiet=True, echo=lambda line: None)
+    assert [o.status for o in again.outcomes] == [Status.SKIPPED]
+    assert tracker.find_run(orphan).status == "KILLED"
+    assert not (tracker.work_root() / orphan).exists() and tracker.scratch() == []

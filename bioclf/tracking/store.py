@@ -61,6 +61,12 @@ def _chunks(items: list, size: int):
         yield items[i : i + size]
 
 
+def _at_step0(metrics: Mapping[str, float]) -> list[Metric]:
+    """Final metrics as MLflow wants them: step 0, one timestamp."""
+    now = int(time.time() * 1000)
+    return [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+
+
 def _param_value(value: Any) -> str:
     if isinstance(value, (list, tuple, dict)):
         return json.dumps(value, separators=(",", ":"))
@@ -90,8 +96,7 @@ class MLflowRunLogger:
         self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
 
     def log_summary(self, metrics: Mapping[str, float]) -> None:
-        now = int(time.time() * 1000)
-        new = [Metric(k, float(v), now, 0) for k, v in metrics.items() if k not in self.logged_final]
+        new = _at_step0({k: v for k, v in metrics.items() if k not in self.logged_final})
         if new:
             self.client.log_batch(self.run_id, metrics=new, synchronous=True)
         self.logged_final |= {m.key for m in new}
@@ -324,9 +329,7 @@ class Tracker:
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float]) -> None:
         """Metrics at step 0 in one request (a value logged again becomes the current one)."""
-        now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
-        for chunk in _chunks(items, _MAX_METRICS):
+        for chunk in _chunks(_at_step0(metrics), _MAX_METRICS):
             self.client.log_batch(run_id, metrics=chunk)
 
     def log_skipped_images(self, run_id: str, text: str, count: int) -> None:

@@ -321,11 +321,6 @@ def cmd_validate(args) -> int:
     return EXIT_OK
 
 
-def runs_url(base: str, experiment_id: str) -> str:
-    """The MLflow UI page of an experiment's runs table."""
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs"
-
-
 def cmd_ui(args) -> int:
     from bioclf.tracking import resolve_tracking_uri
 
@@ -339,10 +334,11 @@ def cmd_ui(args) -> int:
     if args.workers < 1:
         raise BioclfError(f"--workers {args.workers}: must be at least 1")
     from bioclf.tracking import Tracker
+    from bioclf.tracking.uri import runs_url
 
     base = f"http://{args.host}:{args.port}"
     for name, exp_id in Tracker(uri).suite_experiments():
-        print(f"  {name}: {runs_url(base, exp_id)}")
+        print(f"  {name}: {runs_url(exp_id, base)}")
     mlflow = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
     command = [mlflow, "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port),
                "--workers", str(args.workers)]

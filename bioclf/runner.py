@@ -29,6 +29,7 @@ from bioclf.models.catalog import ParamCount
 from bioclf.spec.loader import RunSpec, Suite, config_dict, flatten
 from bioclf.spec.schema import RunConfig
 from bioclf.tracking import Tracker, contract
+from bioclf.tracking.uri import resolve_tracking_uri, runs_url
 
 
 @dataclass
@@ -205,10 +206,11 @@ def accuracy_columns(outcomes: list[Outcome]) -> dict[str, float]:
 
 
 def next_steps(name: str, experiment_id: str, uri: str) -> str:
-    """What to do with a finished suite: the report, and the runs in the UI."""
-    where = "" if uri.startswith(("http://", "https://")) else f" --tracking-uri {uri}"
-    ui = (f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs" if uri.startswith(("http://", "https://"))
-          else f"bioclf-exp ui{where}, then http://127.0.0.1:5000/#/experiments/{experiment_id}/runs")
+    """What to do with a finished suite: the report, and the runs in the UI. ``--tracking-uri``
+    only where a new command would not find this store by itself."""
+    where = "" if uri == resolve_tracking_uri(None) else f" --tracking-uri {uri}"
+    served = uri.startswith(("http://", "https://"))  # a tracking server serves its own UI
+    ui = runs_url(experiment_id, uri) if served else f"bioclf-exp ui{where}, then {runs_url(experiment_id)}"
     return (f"next: bioclf-report --experiment {name}{where}   (report in reports/{name}/index.html)\n"
             f"      browse the runs: {ui}")
 

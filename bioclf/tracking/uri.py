@@ -50,3 +50,11 @@ def local_store_dir(uri: str) -> Path | None:
     if uri.startswith("sqlite:///"):
         return Path(unquote(uri[len("sqlite:///"):])).parent
     return None
+
+
+UI_ADDRESS = "http://127.0.0.1:5000"  # where ``bioclf-exp ui`` serves by default
+
+
+def runs_url(experiment_id: str, base: str = UI_ADDRESS) -> str:
+    """The MLflow UI page of an experiment's runs table."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs"

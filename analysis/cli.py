@@ -207,7 +207,8 @@ def _build_all(args, formats, keys: dict[str, str], current: dict[str, dict], po
             err(f"bioclf-report: error: {exc}")
             problems += 1
             continue
-        lines = [f"{experiment}: {len(report.files)} files -> {report.index} (suite run {data.suite_run_id})"]
+        lines = [f"{experiment}: {len(report.files)} files -> {report.folder / 'index.html'} (suite run "
+                 f"{data.suite_run_id})"]
         lines += [f"  note: {note}" for note in report.notes]
         for line in lines:
             say(line)

@@ -37,6 +37,12 @@ FIGURES, TABLES = "figures", "tables"
 # epoch times or a table's memory column do not redraw it).
 CURVE_COLUMNS = ("epoch", "train_loss", "val_loss", "train_acc", "val_acc", "lr")
 OVERLAY_COLUMNS = ("epoch", "val_acc")
+GRID_COLUMNS = ("epoch", "train_acc", "val_acc")
+# Above this many variants, Figure 1 shows every variant as small multiples (pages of
+# GRID_PAGE) and draws the full figure (loss, LR drops, seeds) only for the baseline and the best
+# variant: 50 full figures cost ~13 CPU-s, the pages ~3 (benchmarks/README.md, section 4).
+DETAIL_CURVES_MAX = 12
+GRID_PAGE = 20
 FOREST_COLUMNS = ("variant", "is_baseline", "delta", "delta_ci_low", "delta_ci_high", "verdict")
 
 
@@ -196,13 +202,20 @@ def _columns(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
 
 def _curves_section(data: SuiteData, out: _Writer, notes: list[str]) -> Section:
     section = Section("Figure 1. Training curves")
-    firsts: dict[str, Curves] = {}
+    per_variant: dict[str, list[Curves]] = {}
     for variant in data.variants:
         curves = curves_of(data, data.runs[data.runs["variant"] == variant])
-        if not curves:
+        if curves:
+            per_variant[variant] = curves
+        elif variant in set(data.runs.loc[data.runs["run_id"].notna(), "variant"]):
             notes.append(f"{variant}: no per-epoch history in the store, no training curves.")
+    detailed = set(per_variant)
+    if len(per_variant) > DETAIL_CURVES_MAX:
+        detailed = {data.baseline} | {row["variant"] for role, row in figure_runs(data.runs, data.baseline)}
+        _curves_grid(data, out, section, per_variant)
+    for variant, curves in per_variant.items():
+        if variant not in detailed:
             continue
-        firsts[variant] = dataclasses.replace(curves[0], history=_columns(curves[0].history, OVERLAY_COLUMNS))
         main = curves[0]
         tags = [f"seed {main.seed}"] + ([f"{len(curves) - 1} more seed(s) faint"] if len(curves) > 1 else [])
         if main.status != "FINISHED":
@@ -210,11 +223,27 @@ def _curves_section(data: SuiteData, out: _Writer, notes: list[str]) -> Section:
         role = " (baseline)" if variant == data.baseline else ""
         title = f"Training curves — {variant}{role}, {', '.join(tags)}"
         section.figure(title, out.figure(out.stem(f"fig1_curves_{variant}"), "training_curves", curves, title))
-    if firsts:
+    if per_variant:
+        firsts = {v: dataclasses.replace(c[0], history=_columns(c[0].history, OVERLAY_COLUMNS))
+                  for v, c in per_variant.items()}
         title = f"Validation accuracy of every variant — {data.experiment}"
         section.figure(title, out.figure(out.stem("fig1_val_acc_all_variants"), "val_acc_overlay", firsts,
                                          data.baseline, title), first=True)
     return section
+
+
+def _curves_grid(data: SuiteData, out: _Writer, section: Section, per_variant: dict[str, list[Curves]]) -> None:
+    """Every variant's first run as small multiples, GRID_PAGE to a figure."""
+    firsts = [(v, dataclasses.replace(c[0], history=_columns(c[0].history, GRID_COLUMNS)))
+              for v, c in per_variant.items()]
+    for start in range(0, len(firsts), GRID_PAGE):
+        page = dict(firsts[start:start + GRID_PAGE])
+        span = f"variants {start + 1}–{start + len(page)} of {len(firsts)}"
+        title = f"Training curves, {span} (accuracy; first seed) — {data.experiment}"
+        caption = (f"Training curves, {span}: train and validation accuracy of each variant's first seed. "
+                   "Loss, LR drops and other seeds are drawn for the baseline and the best variant below.")
+        section.figure(caption, out.figure(out.stem(f"fig1_curves_grid_{start // GRID_PAGE + 1}"), "curves_grid",
+                                           page, data.baseline, title))
 
 
 def _progress_section(data: SuiteData, out: _Writer) -> Section:
@@ -286,7 +315,8 @@ def _significance(data: SuiteData, pool: WorkerPool | None) -> Callable[[], pd.D
 def _ablation_section(data: SuiteData, out: _Writer, significance: pd.DataFrame | None) -> Section:
     title = f"Ablation — {data.experiment}"
     section = Section(f"Tables 4–6. {title}")
-    ablation = tables.ablation_table(data.runs, data.baseline, data.variants, data.diffs, title, significance)
+    runs = data.runs.assign(shared_machine=tables.machine_shared(data.runs, data.histories))
+    ablation = tables.ablation_table(runs, data.baseline, data.variants, data.diffs, title, significance)
     table = out.table(ablation)
     section.table(table)
     section.table(out.table(tables.cost_table(ablation)))

@@ -1,6 +1,9 @@
 """The report's figures from plain DataFrames / arrays: matplotlib (object API, Agg, never
 pyplot's global state or ``show``) styled by seaborn. Every figure has a title, axis labels with
 units, and stays readable at 100 classes (thinned ticks, no per-cell numbers).
+
+Margins are set from measured text (``analysis.layout``), not by constrained layout, whose extra
+drawing pass cost a third of each figure.
 """
 
 from __future__ import annotations
@@ -14,16 +17,19 @@ import matplotlib.lines
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.collections import PolyCollection
 from matplotlib.colors import Normalize, PowerNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from analysis import layout
 from analysis.classwise import weakest_classes
 from analysis.history import Curves, lr_drops  # noqa: F401 - Curves: figures.Curves as before
 
 ANNOTATE_MAX_CLASSES = 20  # confusion cells carry their % up to this many classes
 TICKS_ALL_MAX_CLASSES = 30  # every class gets a tick label up to this many classes
 TRAIN, VAL = "#1f77b4", "#ff7f0e"
+NUMBER_TICK = "0.000"  # the widest numeric tick label these figures' locators produce
 
 
 @contextmanager
@@ -79,7 +85,7 @@ def training_curves(runs: list[Curves], title: str) -> Figure:
     """Loss and accuracy, train vs val, of one variant. The first run carries the marks; other
     seeds of the variant are drawn faint behind it."""
     with report_style():
-        fig = Figure(figsize=(12, 4.6), layout="constrained")
+        fig = Figure(figsize=(12, 4.6))
         ax_loss, ax_acc = fig.subplots(1, 2)
         for i, run in enumerate(runs):
             faint = i > 0
@@ -99,15 +105,22 @@ def training_curves(runs: list[Curves], title: str) -> Figure:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         # One legend under both panels: inside either it would hide the curves it explains.
         handles, labels = ax_acc.get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), fontsize=10)
-        fig.suptitle(title)
+        ncol = min(4, len(labels))
+        legend_h = layout.legend_size(labels, ncol, size=10)[1] if labels else 0.0
+        if labels:
+            fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=10,
+                       bbox_to_anchor=(0.5, layout.PAD / fig.get_figheight()), borderaxespad=0)
+        beside = layout.axis_label() + layout.ticks_width([NUMBER_TICK])
+        layout.set_margins(fig, left=layout.PAD + beside, right=0.25, wspace=beside + 0.3,
+                           top=layout.add_suptitle(fig, title) + layout.axes_title(),
+                           bottom=2 * layout.PAD + legend_h + layout.axis_label() + layout.ticks_height())
     return fig
 
 
 def val_acc_overlay(curves: dict[str, Curves], baseline: str, title: str) -> Figure:
     """Validation accuracy per epoch of every variant on one axis; baseline in black."""
     with report_style():
-        fig = Figure(figsize=(11, 5.5), layout="constrained")
+        fig = Figure(figsize=(11, 5.5))
         ax = fig.subplots()
         others = [v for v in curves if v != baseline]
         palette = sns.color_palette("tab10" if len(others) <= 10 else "husl", max(1, len(others)))
@@ -127,7 +140,86 @@ def val_acc_overlay(curves: dict[str, Curves], baseline: str, title: str) -> Fig
         ax.set(title=title, xlabel="Epoch", ylabel="Validation accuracy (%)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ncol = 1 if len(curves) <= 12 else 2
-        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), ncol=ncol, title="variant (★ best epoch)")
+        legend_title = "variant (★ best epoch)"
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), ncol=ncol, title=legend_title,
+                  borderaxespad=layout.PAD * 72 / layout.font_size("legend.fontsize"))
+        _, labels = ax.get_legend_handles_labels()
+        legend_w = layout.legend_size(labels, ncol, title=legend_title)[0]
+        # The plot keeps its width; the figure grows with the legend (long variant names).
+        left = layout.PAD + layout.axis_label() + layout.ticks_width(["100"])
+        fig.set_figwidth(left + 8.0 + 2 * layout.PAD + legend_w + layout.PAD)
+        layout.set_margins(fig, left=left, right=2 * layout.PAD + legend_w + layout.PAD,
+                           top=layout.PAD + layout.axes_title(),
+                           bottom=layout.PAD + layout.axis_label() + layout.ticks_height())
+    return fig
+
+
+GRID_COLUMNS = 4
+GRID_PANEL = (3.0, 1.9)  # inches of one small multiple
+PANEL_TITLE_SIZE = 10.0
+PANEL_TITLE_CHARS = 34  # longer variant names are cut with "…": a panel title must not reach its neighbour's
+
+
+def _panel_title(variant: str, baseline: str) -> str:
+    text = variant if len(variant) <= PANEL_TITLE_CHARS else variant[:PANEL_TITLE_CHARS - 1] + "…"
+    return f"{text} (baseline)" if variant == baseline and len(text) < PANEL_TITLE_CHARS - 8 else text
+
+
+def curves_grid(curves: dict[str, Curves], baseline: str, title: str) -> Figure:
+    """Train and validation accuracy of many variants, one small panel each on shared axes (small
+    multiples): a page of 20 costs about what three single-variant figures do, and the variants
+    compare at a glance. Marks: the best epoch (star) and an early stop (red dashed)."""
+    n = max(1, len(curves))
+    cols = min(GRID_COLUMNS, n)
+    rows = math.ceil(n / cols)
+    with report_style():
+        legend_labels = ["train", "validation", "best epoch", "early stop"]
+        legend_h = layout.legend_size(legend_labels, len(legend_labels))[1]
+        left = layout.PAD + layout.axis_label() + layout.ticks_width(["100"])
+        panel_title = layout.line_height(PANEL_TITLE_SIZE) + matplotlib.rcParams["axes.titlepad"] / 72
+        below = layout.ticks_height()  # tick labels under a panel that has no panel under it
+        bottom = 2 * layout.PAD + legend_h + layout.axis_label() + below
+        top = layout.suptitle(title) + panel_title
+        wspace, hspace = 0.2, panel_title + below + 0.05
+        fig = Figure(figsize=(left + cols * GRID_PANEL[0] + (cols - 1) * wspace + 0.25,
+                              bottom + rows * GRID_PANEL[1] + (rows - 1) * hspace + top))
+        axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)
+        for ax, (variant, run) in zip(axes.flat, curves.items()):
+            h = run.history
+            _plot_metric(ax, h, "train_acc", TRAIN, "train", 100, faint=False)
+            _plot_metric(ax, h, "val_acc", VAL, "validation", 100, faint=False)
+            for line in ax.get_lines():
+                line.set(linewidth=1.4, marker="")
+            if run.best_epoch is not None and "val_acc" in h and (h["epoch"] == run.best_epoch).any():
+                y = h.loc[h["epoch"] == run.best_epoch, "val_acc"].iloc[0] * 100
+                ax.plot([run.best_epoch], [y], marker="*", ms=10, color="#2ca02c", mec="black", mew=0.5,
+                        ls="none", label="best epoch", zorder=5)
+            if run.stopped_early and not h.empty:
+                ax.axvline(int(h["epoch"].max()), color="#d62728", ls="--", lw=1.2, label="early stop")
+            ax.set_title(_panel_title(variant, baseline), fontsize=PANEL_TITLE_SIZE,
+                         fontweight="bold" if variant == baseline else "normal")
+        for i, ax in enumerate(axes.flat):
+            r, c = divmod(i, cols)
+            if i >= len(curves):
+                ax.set_visible(False)
+                axes[r - 1, c].xaxis.set_tick_params(labelbottom=True)  # the panel above ends its column
+                axes[r - 1, c].set_xlabel("Epoch")
+            elif r == rows - 1:
+                ax.set_xlabel("Epoch")
+            if c == 0:
+                ax.set_ylabel("Accuracy (%)")
+        axes[0, 0].set_ylim(0, 101)
+        axes[0, 0].xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+        axes[0, 0].yaxis.set_major_locator(MaxNLocator(nbins=4))
+        handles = {}
+        for ax in axes.flat:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(label, handle)
+        if handles:
+            fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=len(handles),
+                       bbox_to_anchor=(0.5, layout.PAD / fig.get_figheight()), borderaxespad=0)
+        layout.add_suptitle(fig, title)
+        layout.set_margins(fig, left=left, right=0.25, top=top, bottom=bottom, wspace=wspace, hspace=hspace)
     return fig
 
 
@@ -139,13 +231,17 @@ def _bars(ax, frame: pd.DataFrame, weak: set[int], title: str, mean: float) -> N
     x = np.arange(n)
     acc = frame["accuracy"].fillna(0).to_numpy() * 100
     colors = ["#d62728" if label in weak else "#4c72b0" for label in frame["label"]]
-    ax.bar(x, acc, color=colors, width=0.85 if n > TICKS_ALL_MAX_CLASSES else 0.7)
+    half = (0.85 if n > TICKS_ALL_MAX_CLASSES else 0.7) / 2
+    # One collection of rectangles, not n bar patches: at 100 classes that is a third of the figure's cost.
+    corners = np.stack([np.stack([x - half, x - half, x + half, x + half], 1),
+                        np.stack([np.zeros(n), acc, acc, np.zeros(n)], 1)], 2)
+    ax.add_collection(PolyCollection(corners, facecolors=colors, edgecolors="none"))
     ax.axhline(mean * 100, color="0.3", ls="--", lw=1.2)
-    ax.annotate(f"mean\n{mean * 100:.1f}%", xy=(1, mean * 100), xycoords=("axes fraction", "data"),
+    ax.annotate(MEAN_NOTE.format(mean * 100), xy=(1, mean * 100), xycoords=("axes fraction", "data"),
                 xytext=(4, 0), textcoords="offset points", va="center", fontsize=9, color="0.3")
     ax.set(title=title, ylabel="Accuracy (%)", ylim=(0, 112), xlim=(-0.7, n - 0.3))
     if n <= TICKS_ALL_MAX_CLASSES:  # few classes: every bar named and valued
-        ax.set_xticks(x, frame["name"], rotation=90 if frame["name"].str.len().max() > 3 else 0)
+        ax.set_xticks(x, frame["name"], rotation=90 if _rotated(frame["name"]) else 0)
         for xi, value in zip(x, acc):
             ax.text(xi, value + 1.5, f"{value:.0f}", ha="center", va="bottom", fontsize=8)
         return
@@ -155,14 +251,28 @@ def _bars(ax, frame: pd.DataFrame, weak: set[int], title: str, mean: float) -> N
             ax.text(xi, value + 1.5, str(name), rotation=90, ha="center", va="bottom", fontsize=8, color="#d62728")
 
 
+MEAN_NOTE = "mean\n{:.1f}%"
+
+
+def _rotated(names) -> bool:
+    """Class names longer than 3 characters are written vertically under their bar or cell."""
+    return max((len(str(name)) for name in names), default=0) > 3
+
+
+def _under_axis(names, rotated: bool, size: float) -> float:
+    """Height of tick labels of ``names`` under an axis (their width when written vertically)."""
+    return (layout.text_width(names, size) if rotated else layout.line_height(size)) + 0.1
+
+
 def per_class_bars(per_class: pd.DataFrame, k: int, title: str) -> Figure:
     """Two panels: classes in label order, then sorted by accuracy; the k weakest in red."""
     present = per_class[per_class["images"] > 0]
     weak = set(weakest_classes(per_class, k)["label"])
     mean = float(present["accuracy"].mean()) if len(present) else 0.0
     n = len(per_class)
+    suptitle = f"{title}\n{len(weak)} weakest classes in red; dashed: mean over classes"
     with report_style():
-        fig = Figure(figsize=(max(10.0, min(20.0, 0.17 * n + 4)), 9), layout="constrained")
+        fig = Figure(figsize=(max(10.0, min(20.0, 0.17 * n + 4)), 9))
         top, bottom = fig.subplots(2, 1)
         _bars(top, per_class, weak, "By class label", mean)
         top.set_xlabel("Class (label order)" if n <= TICKS_ALL_MAX_CLASSES else f"Class (label order, {n} classes)")
@@ -170,7 +280,13 @@ def per_class_bars(per_class: pd.DataFrame, k: int, title: str) -> Figure:
                                        na_position="last")
         _bars(bottom, ranked, weak, "Sorted by accuracy", mean)
         bottom.set_xlabel("Class (weakest first)")
-        fig.suptitle(f"{title}\n{len(weak)} weakest classes in red; dashed: mean over classes")
+        names = per_class["name"].astype(str).tolist() if n <= TICKS_ALL_MAX_CLASSES else []
+        under = layout.axis_label() + (_under_axis(names, _rotated(names), layout.font_size("xtick.labelsize"))
+                                       if names else 0.0)
+        layout.set_margins(fig, left=layout.PAD + layout.axis_label() + layout.ticks_width(["100"]),
+                           right=layout.text_width(MEAN_NOTE.format(100.0).split("\n"), 9) + 0.1 + layout.PAD,
+                           top=layout.add_suptitle(fig, suptitle) + layout.axes_title(),
+                           bottom=layout.PAD + under, hspace=under + layout.axes_title() + layout.PAD)
     return fig
 
 
@@ -185,28 +301,38 @@ def _thinned_ticks(n: int) -> np.ndarray:
 def confusion_heatmap(rates: np.ndarray, names: list[str], title: str) -> Figure:
     """Row-normalised confusion matrix in % of each true class. Above 20 classes the colour scale
     is square-root (small confusions stay visible next to a bright diagonal) and cells carry no
-    numbers; above 30 only every n-th class is labelled."""
+    numbers; above 30 only every n-th class is labelled. The matrix is a square of a fixed side
+    (by class count); the figure grows around it with the class names."""
     n = len(rates)
     big = n > ANNOTATE_MAX_CLASSES
     norm = PowerNorm(0.5, vmin=0, vmax=100) if big else Normalize(0, 100)
     side = 6.5 if n <= 10 else 8 if n <= ANNOTATE_MAX_CLASSES else 10
+    ticks = _thinned_ticks(n)
+    labels = [str(names[t]) for t in ticks]
+    tick_size = 9 if n <= TICKS_ALL_MAX_CLASSES else 8
     with report_style():
-        fig = Figure(figsize=(side + 1.5, side), layout="constrained")
-        ax = fig.subplots()
+        left = layout.PAD + layout.axis_label() + layout.text_width(labels, tick_size) + 0.1
+        bottom = layout.PAD + layout.axis_label() + _under_axis(labels, _rotated(labels), tick_size)
+        top = layout.PAD + layout.axes_title()
+        gap, bar_w = 0.3, 0.25
+        right = layout.ticks_width(["100"]) + layout.axis_label() + layout.PAD
+        width, height = left + side + gap + bar_w + right, bottom + side + top
+        fig = Figure(figsize=(width, height))
+        ax = fig.add_axes((left / width, bottom / height, side / width, side / height))
         ax.grid(False)
         image = ax.imshow(rates * 100, cmap="Blues", norm=norm, interpolation="nearest", aspect="equal")
-        bar = fig.colorbar(image, ax=ax, shrink=0.85)
+        bar_axes = fig.add_axes(((left + side + gap) / width, (bottom + 0.075 * side) / height,
+                                 bar_w / width, 0.85 * side / height))
+        bar = fig.colorbar(image, cax=bar_axes)
         bar.set_label("% of the true class's images" + (" (square-root scale)" if big else ""))
         if not big:
             for i, j in zip(*np.nonzero(rates)):
                 value = rates[i, j] * 100
                 ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=9 if n <= 10 else 7,
                         color="white" if value > 55 else "black")
-        ticks = _thinned_ticks(n)
-        long_names = max((len(names[t]) for t in ticks), default=0) > 3
-        ax.set_xticks(ticks, [names[t] for t in ticks], rotation=90 if long_names else 0)
-        ax.set_yticks(ticks, [names[t] for t in ticks])
-        ax.tick_params(labelsize=9 if n <= TICKS_ALL_MAX_CLASSES else 8)
+        ax.set_xticks(ticks, labels, rotation=90 if _rotated(labels) else 0)
+        ax.set_yticks(ticks, labels)
+        ax.tick_params(labelsize=tick_size)
         ax.set(title=title, xlabel="Predicted class", ylabel="True class")
     return fig
 
@@ -220,8 +346,14 @@ def forest_plot(frame: pd.DataFrame, baseline: str, title: str) -> Figure:
     """Δ accuracy vs the baseline (percentage points) with its 95% interval, one row per variant
     in table order; colour = verdict after correction. A row whose interval crosses 0 is noise."""
     rows = frame[~frame["is_baseline"] & frame["delta"].notna()].iloc[::-1]
+    xlabel = f"Δ validation accuracy vs {baseline} (percentage points, 95% CI)"
+    legend_title = "verdict (Holm, α = 0.05)"
     with report_style():
-        fig = Figure(figsize=(9, 1.2 + 0.45 * max(1, len(rows))), layout="constrained")
+        left = layout.PAD + layout.ticks_width(rows["variant"].astype(str))
+        plot_w = max(5.5, layout.text_width([xlabel, title], layout.font_size("axes.labelsize")) + 0.2)
+        right = 2 * layout.PAD + layout.legend_size(list(VERDICT_COLORS), title=legend_title)[0]
+        top, bottom = layout.PAD + layout.axes_title(), layout.PAD + layout.axis_label() + layout.ticks_height()
+        fig = Figure(figsize=(left + plot_w + right, top + bottom + 0.45 * max(2, len(rows))))
         ax = fig.subplots()
         y = np.arange(len(rows))
         for i, (_, r) in enumerate(rows.iterrows()):
@@ -230,9 +362,11 @@ def forest_plot(frame: pd.DataFrame, baseline: str, title: str) -> Figure:
             ax.errorbar(d, i, xerr=[[d - lo], [hi - d]], fmt="o", color=color, ms=7, capsize=4, lw=2)
         ax.axvline(0, color="black", lw=1)
         ax.set_yticks(y, rows["variant"].tolist())
-        ax.set(title=title, xlabel=f"Δ validation accuracy vs {baseline} (percentage points, 95% CI)")
+        ax.set(title=title, xlabel=xlabel)
         handles = [matplotlib.lines.Line2D([], [], color=c, marker="o", lw=2, label=k)
                    for k, c in VERDICT_COLORS.items()]
         # outside the axes: with one or two rows the legend would cover an interval
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="verdict (Holm, α = 0.05)")
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), title=legend_title,
+                  borderaxespad=layout.PAD * 72 / layout.font_size("legend.fontsize"))
+        layout.set_margins(fig, left=left, right=right, top=top, bottom=bottom)
     return fig

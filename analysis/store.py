@@ -315,7 +315,7 @@ def _run_record(row: dict, run: Run | None, baseline: str) -> dict:
     record = {"variant": row["variant"], "seed": row.get("seed"), "config_hash": row.get("config_hash"),
               "run_id": None, "run_name": None, "status": NOT_RUN, "error": None, "parent_run_id": None,
               "start_time": pd.NaT, "end_time": pd.NaT, "num_params": None, "num_trainable_params": None,
-              "max_epochs": None, "is_baseline": row["variant"] == baseline, "data_fingerprint": None}
+              "max_epochs": None, "is_baseline": row["variant"] == baseline, "data_fingerprint": None, "host": None}
     record.update(dict.fromkeys(FINAL_METRICS, float("nan")))
     if run is None:
         return record
@@ -328,7 +328,7 @@ def _run_record(row: dict, run: Run | None, baseline: str) -> dict:
         num_params=_as_int(data.params.get("model.num_params")),
         num_trainable_params=_as_int(data.params.get("model.num_trainable_params")),
         max_epochs=_as_int(data.params.get("train.epochs")),
-        data_fingerprint=data.tags.get(C.DATA_FINGERPRINT),
+        data_fingerprint=data.tags.get(C.DATA_FINGERPRINT), host=data.tags.get(C.HOST),
     )
     record.update({k: v for k, v in data.metrics.items() if k in FINAL_METRICS})
     record.update({f"params.{k}": v for k, v in data.params.items()})

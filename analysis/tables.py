@@ -73,6 +73,29 @@ def change_text(diffs: dict[str, dict[str, list]], variant: str, baseline: str) 
 # ---------------------------------------------------------------- ablation (Tables 4-6)
 
 
+SHARED_LOAD_PER_CPU = 1.5  # above it a run's machine was oversubscribed (its own work counts ~1 on a CPU run)
+
+
+def machine_shared(runs: pd.DataFrame, histories: pd.DataFrame | None = None) -> pd.Series:
+    """Per run: did it share its machine while it trained? True when another run of the suite on
+    the same host overlapped it in time (tags ``bioclf.host`` and the runs' start / end), or the
+    machine's load per CPU passed SHARED_LOAD_PER_CPU at the end of one of its epochs. Runs that
+    logged neither (older runs) count as alone: nothing says otherwise."""
+    shared = pd.Series(False, index=runs.index)
+    if "host" in runs:
+        now = pd.Timestamp.now(tz="UTC")
+        timed = runs.dropna(subset=["host", "start_time"]).assign(
+            end_time=lambda f: f["end_time"].fillna(now))  # a run still going overlaps until now
+        for i, r in timed.iterrows():
+            others = timed[(timed.index != i) & (timed["host"] == r["host"])
+                           & (timed["start_time"] < r["end_time"]) & (timed["end_time"] > r["start_time"])]
+            shared[i] = not others.empty
+    if histories is not None and "load_per_cpu" in histories and "run_id" in runs:
+        peak = histories.groupby("run_id")["load_per_cpu"].max()
+        shared |= runs["run_id"].map(peak).fillna(0) > SHARED_LOAD_PER_CPU
+    return shared
+
+
 def ablation_frame(runs: pd.DataFrame, baseline: str, variants: list[str],
                    diffs: dict[str, dict[str, list]] | None = None) -> pd.DataFrame:
     """One row per variant in spec order: status, n, mean (and std) val accuracy over finished
@@ -92,6 +115,7 @@ def ablation_frame(runs: pd.DataFrame, baseline: str, variants: list[str],
             "num_params": int(params.iloc[0]) if len(params) else pd.NA,
             "train_time_s_mean": done["train_time_s"].mean() if len(done) else np.nan,
             "epochs_run_mean": done["epochs_run"].mean() if len(done) else np.nan,
+            "n_shared": int(done["shared_machine"].sum()) if "shared_machine" in done else 0,
             **{f"{k}_mean": done[k].mean() if len(done) and k in done else np.nan for k in COST_METRICS},
         })
     frame = pd.DataFrame(rows)
@@ -193,8 +217,12 @@ def ablation_table(runs: pd.DataFrame, baseline: str, variants: list[str],
 
 def cost_table(ablation: Table) -> Table:
     """The ablation rows' costs (size, time, memory, model file, latency): a table of their own,
-    so the main one stays readable. Same rows and raw values as the ablation table."""
-    frame = ablation.data
+    so the main one stays readable. Same rows and raw values as the ablation table; "Ran alone"
+    says which rows' costs were measured while their machine was shared (``machine_shared``)."""
+    frame = ablation.data.copy()
+    shared = frame["n_shared"] if "n_shared" in frame else pd.Series(0, index=frame.index)
+    frame["ran_alone"] = [DASH if n == 0 else "yes" if k == 0 else f"no ({k} of {n})"
+                          for n, k in zip(frame["n_finished"], shared)]
     columns = [
         Column("variant", "Variant"),
         Column("num_params", "Params (M)", "millions"),
@@ -205,11 +233,17 @@ def cost_table(ablation: Table) -> Table:
           if frame["peak_gpu_mem_mb_mean"].notna().any() else []),
         Column("checkpoint_mb_mean", "Checkpoint (MB)", "1dp"),
         Column("inference_ms_per_image_mean", "Latency (ms/img, batch 16)", "1dp"),
+        Column("ran_alone", "Ran alone"),
     ]
     notes = ["Means over the finished seeds. Train time, memory and latency are measured on the machine "
              "that trained each run: compare them only between runs that ran alone on the same kind of machine."]
+    if (shared > 0).any():
+        notes.append(f"\"Ran alone: no (k of n)\": k of the row's n finished runs trained while another run of this "
+                     f"suite ran on the same host, or while the machine's load per CPU passed "
+                     f"{SHARED_LOAD_PER_CPU:g}: their time and latency are slowed by what else ran, not by the "
+                     "change the row makes. Rerun those rows alone (one runner, no other jobs) to compare costs.")
     cols = ["variant", "num_params", "time_rel", "epochs_run_mean", "train_time_s_mean", "peak_rss_mb_mean",
-            "peak_gpu_mem_mb_mean", "checkpoint_mb_mean", "inference_ms_per_image_mean"]
+            "peak_gpu_mem_mb_mean", "checkpoint_mb_mean", "inference_ms_per_image_mean", "n_shared", "ran_alone"]
     return Table("ablation_cost", "Cost of each row", frame[[c for c in cols if c in frame]], columns, notes)
 
 
@@ -289,9 +323,10 @@ def metrics_summary_table(runs: pd.DataFrame, variants: list[str]) -> Table:
 def progress_frame(runs: pd.DataFrame, histories: pd.DataFrame) -> pd.DataFrame:
     """Key epochs of every run with a history, in suite order (see ``history.key_epochs``)."""
     parts = []
+    by_run = dict(tuple(histories.groupby("run_id", sort=False))) if "run_id" in histories else {}
     for _, r in runs[runs["run_id"].notna()].iterrows():
-        h = histories[histories["run_id"] == r["run_id"]]
-        if h.empty:
+        h = by_run.get(r["run_id"])
+        if h is None or h.empty:
             continue
         best = best_epoch_of(h, r["best_epoch"])
         rows = key_epochs(h, best, r["max_epochs"] if pd.notna(r["max_epochs"]) else None, r["status"],

@@ -105,19 +105,20 @@ def test_the_html_page_is_self_contained(built):
 
 
 def test_the_html_page_renders_in_a_browser(built, tmp_path):
-    """Every figure of index.html loads in headless Chromium (skipped without Playwright and its browser)."""
-    playwright = pytest.importorskip("playwright.sync_api")
+    """Every figure of index.html loads in headless Chromium: Playwright's own, else the system's
+    (skipped without Playwright or any Chromium)."""
+    from browser import chromium
+
     _, report = built
-    try:
-        with playwright.sync_playwright() as pw:
-            browser = pw.chromium.launch()
-            page = browser.new_page()
-            page.goto((report.folder / "index.html").as_uri())
-            loaded = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete && i.naturalWidth > 0)")
-            browser.close()
-    except Exception as exc:  # noqa: BLE001 - no browser installed for Playwright
-        pytest.skip(f"headless Chromium not available: {str(exc).splitlines()[0]}")
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto((report.folder / "index.html").as_uri())
+        loaded = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete && i.naturalWidth > 0)")
+        tables = page.eval_on_selector_all("table", "ts => ts.length")
+        links = page.eval_on_selector_all("a[href^='data:']", "as => as.map(a => a.download)")
     assert loaded and all(loaded)
+    assert tables == len([f for f in report.files if f.suffix == ".csv"])
+    assert links and all(name.endswith((".csv", ".tex", ".md")) for name in links)
 
 
 def test_table_csvs_hold_the_exact_values(built):

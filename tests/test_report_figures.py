@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from analysis import classwise, figures
 from analysis.figures import Curves
@@ -61,18 +62,22 @@ def _per_class(n: int, seed: int = 0) -> pd.DataFrame:
     return classwise.per_class_accuracy(counts, [f"sp{i:03d}" for i in range(n)])
 
 
+def _bar_heights(ax) -> list[float]:
+    (bars,) = ax.collections
+    return [float(path.vertices[:, 1].max()) for path in bars.get_paths()]
+
+
 def test_per_class_bars_at_100_classes_label_only_the_weakest():
     per = _per_class(100)
     fig = figures.per_class_bars(per, 10, "Per-class accuracy")
     top, bottom = fig.axes
-    heights = [p.get_height() for p in top.patches]
-    np.testing.assert_allclose(heights, per["accuracy"].fillna(0) * 100)
-    sorted_heights = [p.get_height() for p in bottom.patches]
+    np.testing.assert_allclose(_bar_heights(top), per["accuracy"].fillna(0) * 100)
+    sorted_heights = _bar_heights(bottom)
     assert sorted_heights == sorted(sorted_heights)
     weakest = set(classwise.weakest_classes(per, 10)["name"])
     for ax in (top, bottom):
         assert {t.get_text() for t in ax.texts if t.get_text().startswith("sp")} == weakest
-        assert sum(p.get_facecolor()[0] > 0.8 for p in ax.patches) == 10  # red bars
+        assert sum(color[0] > 0.8 for color in ax.collections[0].get_facecolors()) == 10  # red bars
         assert all(t.get_text() == "" for t in ax.get_xticklabels())
 
 
@@ -105,3 +110,66 @@ def test_save_figure_writes_real_png_and_pdf(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and pdf.read_bytes()[:5] == b"%PDF-"
     width = int.from_bytes(png.read_bytes()[16:20], "big")
     assert width >= 1000  # legible without zooming
+
+
+def _outside(fig) -> list[str]:
+    """Sides on which something drawn (tick labels, titles, legends, notes) passes the figure's edge."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    drawn = fig.get_tightbbox(canvas.get_renderer())  # inches, what was drawn
+    width, height = fig.get_size_inches()
+    slack = 1 / fig.dpi  # a pixel of rounding
+    return [side for side, out in [("left", drawn.x0 < -slack), ("right", drawn.x1 > width + slack),
+                                   ("bottom", drawn.y0 < -slack), ("top", drawn.y1 > height + slack)] if out]
+
+
+LONG = "a-rather-long-variant-name-with-a-suffix"
+
+
+@pytest.mark.parametrize("case", ["curves", "curves_two_seeds", "overlay", "overlay_many_long", "bars_100",
+                                  "bars_8_long", "confusion_100", "confusion_8", "forest", "forest_long", "grid_1",
+                                  "grid_18_long"])
+def test_every_figure_keeps_its_text_inside(case):
+    """Margins are computed from measured text, not solved by a layout engine: no tick label,
+    title, legend or note may fall off the figure, with short or long names."""
+    h = _history()
+    long_names = [f"Genus-species-{i:02d} long-name" for i in range(8)]
+    per8 = classwise.per_class_accuracy(np.eye(8, dtype=int) * 3 + 1, long_names)
+    delta = pd.DataFrame({"variant": ["base", "a", LONG], "is_baseline": [True, False, False],
+                          "delta": [0, 0.02, -0.05], "delta_ci_low": [0, -0.01, -0.08],
+                          "delta_ci_high": [0, 0.05, -0.02], "verdict": ["", "within noise", "worse"]})
+    fig = {
+        "curves": lambda: figures.training_curves([Curves(h, 0, 7, stopped_early=True)], "Training curves — x"),
+        "curves_two_seeds": lambda: figures.training_curves([Curves(h, 0, 7), Curves(h, 1, 3)], f"t — {LONG}"),
+        "overlay": lambda: figures.val_acc_overlay({"base": Curves(h, best_epoch=10)}, "base", "Validation"),
+        "overlay_many_long": lambda: figures.val_acc_overlay(
+            {f"{LONG}-{i}": Curves(h.assign(val_acc=i / 30), best_epoch=3) for i in range(25)}, f"{LONG}-0", "v"),
+        "bars_100": lambda: figures.per_class_bars(_per_class(100), 10, "Per-class accuracy"),
+        "bars_8_long": lambda: figures.per_class_bars(per8, 3, "Per-class accuracy"),
+        "confusion_100": lambda: figures.confusion_heatmap(classwise.row_normalise(np.eye(100) + 0.1),
+                                                           [f"Species {i}" for i in range(100)], "Confusion"),
+        "confusion_8": lambda: figures.confusion_heatmap(classwise.row_normalise(np.eye(8) + 0.1), long_names, "c"),
+        "forest": lambda: figures.forest_plot(delta.iloc[:2], "base", "Δ vs baseline"),
+        "forest_long": lambda: figures.forest_plot(delta, "base", "Δ vs baseline"),
+        "grid_1": lambda: figures.curves_grid({"base": Curves(h, 0, 7)}, "base", "Training curves"),
+        "grid_18_long": lambda: figures.curves_grid({f"{LONG}-{i}": Curves(h, 0, 7, stopped_early=i == 3)
+                                                     for i in range(18)}, f"{LONG}-0", f"Training curves — {LONG}"),
+    }[case]()
+    assert _outside(fig) == []
+
+
+def test_curves_grid_draws_one_panel_per_variant_with_its_marks():
+    h = _history()
+    curves = {f"v{i}": Curves(h.assign(val_acc=h["val_acc"] * (1 - i / 10)), 0, best_epoch=i + 2,
+                              stopped_early=i == 4) for i in range(6)}
+    fig = figures.curves_grid(curves, "v0", "Training curves")
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["v0 (baseline)", "v1", "v2", "v3", "v4", "v5"]
+    assert len(fig.axes) == 8  # 4 columns x 2 rows, the two unused hidden
+    for i, ax in enumerate(panels):
+        np.testing.assert_allclose(_line(ax, "validation").get_ydata(), h["val_acc"] * (1 - i / 10) * 100)
+        assert _line(ax, "best epoch").get_xdata()[0] == i + 2
+        assert any(line.get_label() == "early stop" for line in ax.get_lines()) == (i == 4)
+    # the panel above an unused cell shows the epochs under it
+    assert panels[2].xaxis.get_tick_params()["labelbottom"] and panels[2].get_xlabel() == "Epoch"
+    assert panels[0].get_ylabel() == "Accuracy (%)" and panels[1].get_ylabel() == ""

@@ -254,3 +254,36 @@ def test_an_interval_apart_from_zero_with_a_noise_verdict_is_explained():
     assert note.startswith("a: the Δ interval excludes 0 but the verdict is within noise")
     assert "corrected for the 3 rows tested together (Holm)" in note
     assert holm_explained(frame[frame["variant"] != "a"]) == []
+
+
+def _at(minute: int) -> pd.Timestamp:
+    return pd.Timestamp("2026-12-01 10:00", tz="UTC") + pd.Timedelta(minutes=minute)
+
+
+def test_machine_shared_by_overlap_on_one_host_or_by_load():
+    runs = runs_frame([
+        {"variant": "base", "seed": 0, "host": "a", "start_time": _at(0), "end_time": _at(10)},
+        {"variant": "x", "seed": 0, "host": "a", "start_time": _at(5), "end_time": _at(15)},   # overlaps base
+        {"variant": "y", "seed": 0, "host": "b", "start_time": _at(5), "end_time": _at(15)},   # other host
+        {"variant": "z", "seed": 0, "host": "a", "start_time": _at(15), "end_time": _at(20)},  # after x: alone
+        {"variant": "w", "seed": 0, "host": None, "start_time": _at(0), "end_time": _at(20)},  # unknown host
+        {"variant": "v", "seed": 0, "host": "c", "start_time": _at(0), "end_time": _at(9)},
+    ])
+    loads = pd.DataFrame({"run_id": ["run5", "run5", "run3"], "epoch": [1, 2, 1], "load_per_cpu": [0.9, 2.5, 1.0]})
+    assert tables.machine_shared(runs).tolist() == [True, True, False, False, False, False]
+    assert tables.machine_shared(runs, loads).tolist() == [True, True, False, False, False, True]
+
+
+def test_cost_table_says_which_rows_did_not_run_alone():
+    runs = runs_frame([
+        {"variant": "base", "seed": 0, "best_val_acc": 0.8, "train_time_s": 100.0, "is_baseline": True},
+        {"variant": "base", "seed": 1, "best_val_acc": 0.8, "train_time_s": 100.0, "is_baseline": True},
+        {"variant": "a", "seed": 0, "best_val_acc": 0.7, "train_time_s": 300.0},
+        {"variant": "a", "seed": 1, "best_val_acc": 0.7, "train_time_s": 100.0},
+        {"variant": "never", "seed": 0, "status": "NOT RUN"},
+    ]).assign(shared_machine=[False, False, True, False, False])
+    cost = tables.cost_table(tables.ablation_table(runs, "base", ["base", "a", "never"]))
+    assert cost.data.set_index("variant")["ran_alone"].to_dict() == {"base": "yes", "a": "no (1 of 2)", "never": "—"}
+    assert any("k of the row's n finished runs trained while another run" in n for n in cost.notes)
+    alone = tables.cost_table(tables.ablation_table(runs.assign(shared_machine=False), "base", ["base", "a"]))
+    assert not any("Ran alone: no" in n for n in alone.notes)

@@ -7,7 +7,9 @@ data loaders and their worker processes, so the 10th run starts where the 1st di
 from __future__ import annotations
 
 import gc
+import os
 import resource
+import socket
 import sys
 import time
 from pathlib import Path
@@ -19,6 +21,21 @@ from bioclf.engine.device import autocast
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def machine_load() -> dict[str, float]:
+    """The machine's 1-minute load average per CPU, this run's own work included: above ~1 more
+    threads wanted a CPU than there were, so the epoch's times are not those of a run alone.
+    Empty where the OS keeps no load average (Windows)."""
+    try:
+        return {"load_per_cpu": os.getloadavg()[0] / (os.cpu_count() or 1)}
+    except (OSError, AttributeError):
+        return {}
+
+
+def host_name() -> str:
+    """Which machine trained: the report compares the times of runs of one host only when they did not overlap."""
+    return socket.gethostname()
 
 
 def reset_peak_rss() -> bool:

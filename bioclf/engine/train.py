@@ -36,7 +36,9 @@ from bioclf.engine.metrics import macro_scores, predictions_frame
 from bioclf.engine.resources import (
     file_mb,
     gpu_peak_mb,
+    host_name,
     inference_ms_per_image,
+    machine_load,
     peak_rss_mb,
     release,
     reset_gpu_peak,
@@ -175,10 +177,11 @@ def _epoch_metrics(loss_sum: torch.Tensor, correct: torch.Tensor, seen: int, ste
     }
 
 
-def pipeline_tags(data: DataBundle) -> dict[str, str]:
-    """data.pipeline as resolved on this device, and where each component ran."""
-    return {contract.DATA_PIPELINE: data.pipeline, contract.TRAIN_STAGES: data.stages.get("train", ""),
-            contract.EVAL_STAGES: data.stages.get("eval", "")}
+def start_tags(data: DataBundle) -> dict[str, str]:
+    """Where the run (last) started: the host, data.pipeline as resolved on this device, and
+    where each component ran."""
+    return {contract.HOST: host_name(), contract.DATA_PIPELINE: data.pipeline,
+            contract.TRAIN_STAGES: data.stages.get("train", ""), contract.EVAL_STAGES: data.stages.get("eval", "")}
 
 
 def _write_history(history: list[dict], path: Path) -> pd.DataFrame:
@@ -354,7 +357,7 @@ def _train(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, d
         data.resized_now = int(ctx.sum_(torch.tensor(float(data.resized_now), device=device,
                                                      dtype=torch.float64)).item())
     if ctx.is_main:  # on every start: a resumed run may continue on another kind of device
-        logger.log_tags(pipeline_tags(data))
+        logger.log_tags(start_tags(data))
     progress = _start(cfg, logger, workdir, data, parts, device, resume, ctx)
 
     show = cfg.train.progress and not quiet and ctx.is_main
@@ -435,6 +438,7 @@ def _run_epoch(epoch: int, cfg: RunConfig, logger: RunLogger, workdir: Path, dat
                    channels_last=cfg.model.channels_last, batch_transform=data.eval_batch_transform)
     metrics.update(val_loss=val.loss, val_acc=val.acc, val_top5_acc=val.top5, lr=lr)
     metrics["epoch_time_s"] = time.perf_counter() - epoch_start
+    metrics.update(machine_load())
     progress.history.append({"epoch": epoch, **metrics})
     _keep_checkpoints(epoch, cfg, workdir, data, parts.model, metrics, val, progress, ctx.is_main)
     step_scheduler(parts.scheduler, metrics, cfg.scheduler)

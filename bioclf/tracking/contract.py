@@ -34,6 +34,7 @@ BASELINE = "bioclf.baseline"
 VARIANTS = "bioclf.variants"
 DATA_FINGERPRINT = "bioclf.data_fingerprint"
 DATA_PIPELINE = "bioclf.data.pipeline"
+HOST = "bioclf.host"
 TRAIN_STAGES = "bioclf.data.train_stages"
 EVAL_STAGES = "bioclf.data.eval_stages"
 DIFF = "bioclf.diff"
@@ -121,6 +122,8 @@ VARIANT_ROWS = (
     ("tag", (SUITE_HASH,), "as on the parent"),
     ("tag", (CONTRACT,), "as on the parent"),
     ("tag", (DATA_FINGERPRINT,), "content fingerprint of the run's train + val data (see docs/data.md)"),
+    ("tag", (HOST,), "host name of the machine where the run last started (the report flags the cost of runs of "
+                     "one host whose times overlapped)"),
     ("tag", (DATA_PIPELINE,), "`data.pipeline` as resolved where the run last started (a resume may continue on "
                               "another device): `device` or `reference` (docs/data.md)"),
     ("tag", (TRAIN_STAGES, EVAL_STAGES), "where each component of the train / eval list ran: "
@@ -143,6 +146,8 @@ EPOCH_ROWS = (
     (("val_loss", "val_acc", "val_top5_acc"), "on the validation split after the epoch"),
     (("lr",), "the learning rate the epoch trained with (a plateau drop shows from the next epoch)"),
     (("epoch_time_s",), "wall time of the epoch (train + validation)"),
+    (("load_per_cpu",), "the machine's 1-minute load average divided by its CPU count at the end of the epoch, the "
+                        "run's own work included (above ~1: the CPUs were oversubscribed; not logged on Windows)"),
     (("train_images_per_s",), "training throughput of the epoch"),
     (("data_time_s", "compute_time_s"), "the epoch's training time split into waiting for the data loader and the "
                                         "rest (a large data share: the loader is the bottleneck)"),

@@ -18,12 +18,12 @@ from analysis.render import Table
 from analysis.suite import SuiteData
 
 STYLE = """
-body { font: 15px/1.45 system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+body { font: 15px/1.45 system-ui, sans-serif; max-width: 1280px; margin: 2em auto; padding: 0 1em; color: #222; }
 h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; padding-bottom: .2em; }
 table { border-collapse: collapse; margin: .6em 0; font-size: .92em; }
 th, td { padding: .25em .6em; border-bottom: 1px solid #e5e5e5; text-align: left; white-space: nowrap; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-td.text { white-space: normal; max-width: 22em; overflow-wrap: anywhere; }
+td.text { white-space: normal; max-width: 24em; overflow-wrap: break-word; }
 figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption, .note { color: #555; font-size: .9em; } .meta li { margin: .1em 0; }
 .download { font-size: .85em; margin-left: .6em; } .wide { overflow-x: auto; }

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -343,10 +344,49 @@ def cmd_ui(args) -> int:
     command = [mlflow, "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port),
                "--workers", str(args.workers)]
     print(f"MLflow UI on {base} for {uri} (Ctrl-C to stop)")
+    return serve(command)
+
+
+def serve(command: list[str]) -> int:
+    """Run a server until it ends, or until this process is interrupted (Ctrl-C) or terminated
+    (SIGTERM): then the server and every process it started are stopped. ``mlflow ui`` starts
+    uvicorn and several job consumers; stopping only the first process would leave them serving."""
+    group = hasattr(os, "killpg")  # POSIX: the server leads a process group of its own
+    proc = subprocess.Popen(command, env=os.environ.copy(), start_new_session=group)
+
+    def terminated(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminated)
     try:
-        return subprocess.call(command, env=os.environ.copy())
+        return proc.wait()
     except KeyboardInterrupt:
         return EXIT_OK
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _stop_group(proc, group)
+
+
+def _stop_group(proc: subprocess.Popen, group: bool, grace_s: float = 10.0) -> None:
+    """SIGTERM to the server's group (its children too, even when it already ended), SIGKILL
+    to what is left after ``grace_s``."""
+    if not group:
+        if proc.poll() is None:
+            proc.terminate()
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return  # no process of the group is left
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the leader; the group is gone when killpg finds nobody
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
 
 
 def cmd_check_data(args) -> int:

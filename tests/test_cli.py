@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -161,3 +166,60 @@ def test_everyday_commands_do_not_import_torch(argv, mlflow, tmp_path):
                           timeout=120)
     last = done.stdout.strip().splitlines()[-1]
     assert last == f"MODULES False {mlflow}", done.stdout[-2000:] + done.stderr[-2000:]
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists() or not hasattr(os, "killpg"), reason="Linux /proc")
+def test_ui_stops_every_server_process_when_terminated(tmp_path):
+    """``mlflow ui`` starts uvicorn and job consumers: SIGTERM to ``bioclf-exp ui`` (what a
+    supervisor or a script sends) must leave none of them serving."""
+    from servers import free_port
+
+    port = free_port()
+    ui = subprocess.Popen([sys.executable, "-m", "bioclf.cli", "ui", "--tracking-uri",
+                           f"sqlite:///{tmp_path / 'mlflow.db'}", "--port", str(port)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                assert ui.poll() is None, "bioclf-exp ui exited before serving"
+                time.sleep(0.5)
+        serving = _descendants(ui.pid)
+        assert len(serving) >= 3  # mlflow ui, uvicorn and MLflow's job consumers
+        ui.send_signal(signal.SIGTERM)
+        assert ui.wait(timeout=30) == 0
+        deadline = time.monotonic() + 15
+        while _alive(serving) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _alive(serving) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(ui.pid, signal.SIGKILL)
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()  # after "pid (name) ": state, ppid, ...
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))):
+            children.setdefault(int(stat[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if (stat := _stat(pid)) and stat[0] != "Z"]

@@ -159,8 +159,7 @@ def test_learns_above_chance(trained):
 
 
 def test_the_suite_says_what_to_do_next_and_ui_prints_its_runs_url(trained, monkeypatch, capsys):
-    import subprocess
-
+    from bioclf import cli
     from bioclf.cli import main
 
     exp, _ = _children(trained)
@@ -168,7 +167,7 @@ def test_the_suite_says_what_to_do_next_and_ui_prints_its_runs_url(trained, monk
     tail = "\n".join(trained["lines"][-2:])
     assert "next: bioclf-report --experiment tiny" in tail and runs_url in tail
     launched = []
-    monkeypatch.setattr(subprocess, "call", lambda command, env=None: launched.append(command) or 0)
+    monkeypatch.setattr(cli, "serve", lambda command: launched.append(command) or 0)
     assert main(["ui", "--tracking-uri", trained["uri"], "--workers", "2"]) == 0
     out = capsys.readouterr().out
     assert f"  tiny: {runs_url}" in out

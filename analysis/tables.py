@@ -159,7 +159,7 @@ def _with_significance(frame: pd.DataFrame, sig: pd.DataFrame) -> pd.DataFrame:
     out["to_resolve"] = [_power_hint(v, i, k) for v, i, k in zip(out["verdict"], out["images_needed"],
                                                                    out["seeds_needed"])]
     out.loc[out["is_baseline"], "verdict"] = "baseline"
-    out["verdict"] = out["verdict"].fillna("no finished run")
+    out["verdict"] = out["verdict"].fillna(out["status"].where(out["status"] == "not run", "no finished run"))
     return out
 
 

@@ -339,3 +339,18 @@ def test_cli_empty_store_unknown_experiment_and_bad_suite_exit_2(fake_uri, tmp_p
     assert main(["--tracking-uri", fake_uri, "--suite", "f" * 32, "--out", str(tmp_path / "c")]) == 2
     assert "no such run" in capsys.readouterr().err
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+def test_a_partial_suite_says_not_run_plainly(fake_uri, tmp_path):
+    """A variant the suite has not trained yet is "not run" in the ablation table's verdict and
+    status, and the report does not look for its curves ("no per-epoch history")."""
+    from analysis.build import BuildOptions, build_report
+
+    write_fake_suite(fake_uri, name="partial", variants=3, epochs=4, not_run=(("v02", 0),), seed=7)
+    data = _load(fake_uri, "partial")
+    report = build_report(data, tmp_path / "partial", BuildOptions(workers=1))
+    ablation = pd.read_csv(tmp_path / "partial" / "tables" / "ablation.csv").set_index("variant")
+    assert ablation.loc["v02", "status"] == "not run" and ablation.loc["v02", "verdict"] == "not run"
+    assert ablation.loc["v01", "verdict"] in {"better", "worse", "within noise"}
+    assert not any("v02" in note and "history" in note for note in report.notes)
+    assert "fig1_curves_v02.png" not in {p.name for p in report.files}

@@ -363,11 +363,15 @@ def progress_table(runs: pd.DataFrame, histories: pd.DataFrame) -> Table:
 
 def weakest_classes_table(weakest: pd.DataFrame, name: str, who: str) -> Table:
     frame = weakest.reset_index(drop=True).assign(rank=lambda f: np.arange(1, len(f) + 1))
+    bounds = [frame[k] if k in frame else pd.Series(np.nan, index=frame.index) for k in ("acc_ci_low", "acc_ci_high")]
+    frame["acc_ci"] = [_interval(lo, hi, 100, "{:.0f}") for lo, hi in zip(*bounds)]
     columns = [Column("rank", "#", "int"), Column("label", "Label", "int"), Column("name", "Class"),
-               Column("accuracy", "Accuracy (%)", "pct"), Column("correct", "Correct", "int"),
-               Column("images", "Images", "int"), Column("confused_with", "Most often predicted as"),
-               Column("confused_count", "Times", "int")]
-    return Table(name, f"Weakest {len(frame)} classes, {who}", frame, columns)
+               Column("accuracy", "Accuracy (%)", "pct"), Column("acc_ci", "95% CI (%)"),
+               Column("correct", "Correct", "int"), Column("images", "Images", "int"),
+               Column("confused_with", "Most often predicted as"), Column("confused_count", "Times", "int")]
+    notes = ["Ordered by the upper end of each class's 95% interval (Wilson), not by its accuracy alone: "
+             "with a few images a low accuracy is weak evidence (0 of 3 right is still consistent with 56%)."]
+    return Table(name, f"Weakest {len(frame)} classes, {who}", frame, columns, notes)
 
 
 def confused_pairs_table(pairs: pd.DataFrame, name: str, who: str) -> Table:

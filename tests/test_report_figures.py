@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection, PolyCollection
 
 from analysis import classwise, figures
 from analysis.figures import Curves
@@ -62,9 +63,12 @@ def _per_class(n: int, seed: int = 0) -> pd.DataFrame:
     return classwise.per_class_accuracy(counts, [f"sp{i:03d}" for i in range(n)])
 
 
+def _bars(ax):
+    return next(c for c in ax.collections if isinstance(c, PolyCollection))
+
+
 def _bar_heights(ax) -> list[float]:
-    (bars,) = ax.collections
-    return [float(path.vertices[:, 1].max()) for path in bars.get_paths()]
+    return [float(path.vertices[:, 1].max()) for path in _bars(ax).get_paths()]
 
 
 def test_per_class_bars_at_100_classes_label_only_the_weakest():
@@ -77,8 +81,11 @@ def test_per_class_bars_at_100_classes_label_only_the_weakest():
     weakest = set(classwise.weakest_classes(per, 10)["name"])
     for ax in (top, bottom):
         assert {t.get_text() for t in ax.texts if t.get_text().startswith("sp")} == weakest
-        assert sum(color[0] > 0.8 for color in ax.collections[0].get_facecolors()) == 10  # red bars
+        assert sum(color[0] > 0.8 for color in _bars(ax).get_facecolors()) == 10  # red bars
         assert all(t.get_text() == "" for t in ax.get_xticklabels())
+    (whiskers,) = [c for c in top.collections if isinstance(c, LineCollection)]  # each class's 95% interval
+    ends = np.array([seg[:, 1] for seg in whiskers.get_segments()])
+    np.testing.assert_allclose(ends, per[["acc_ci_low", "acc_ci_high"]].fillna(0).to_numpy() * 100)
 
 
 def test_per_class_bars_at_few_classes_name_every_bar():

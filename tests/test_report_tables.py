@@ -287,3 +287,26 @@ def test_cost_table_says_which_rows_did_not_run_alone():
     assert any("k of the row's n finished runs trained while another run" in n for n in cost.notes)
     alone = tables.cost_table(tables.ablation_table(runs.assign(shared_machine=False), "base", ["base", "a"]))
     assert not any("Ran alone: no" in n for n in alone.notes)
+
+
+def test_wilson_interval_matches_hand_computed_values():
+    low, high = classwise.wilson_interval(np.array([5, 0, 3, 0]), np.array([10, 3, 3, 0]))
+    np.testing.assert_allclose(low[:3], [0.236593, 0.0, 0.438503], atol=1e-6)
+    np.testing.assert_allclose(high[:3], [0.763407, 0.561497, 1.0], atol=1e-6)
+    assert np.isnan(low[3]) and np.isnan(high[3])  # a class without images has no interval
+
+
+def test_weakest_classes_order_by_evidence_not_by_accuracy_alone():
+    # "few": 0 of 3 right (at most ~56%); "many": 40 of 100 (at most ~50%); "ok": 90 of 100
+    counts = np.zeros((4, 4), dtype=int)
+    counts[0, 0], counts[0, 1] = 0, 3
+    counts[1, 1], counts[1, 0] = 40, 60
+    counts[2, 2], counts[2, 0] = 90, 10
+    counts[3, 3] = 50
+    per = classwise.per_class_accuracy(counts, ["few", "many", "ok", "perfect"])
+    assert per.loc[0, "acc_ci_high"] == pytest.approx(0.561497, abs=1e-6)
+    assert classwise.weakest_classes(per, 2)["name"].tolist() == ["many", "few"]
+    table = tables.weakest_classes_table(classwise.weakest_classes(per, 2), "w", "baseline")
+    md = markdown_body(table)
+    assert "| 1 | 1 | many | 40.0 | [31, 50] |" in md and "| 2 | 0 | few | 0.0 | [0, 56] |" in md
+    assert "upper end of each class's 95% interval" in table.notes[0]

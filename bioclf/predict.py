@@ -108,6 +108,8 @@ def predict(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     model = load_model(cfg, len(classes), state, torch_device, run.run_id)
+    if tta is None:  # the run's own scoring (its validation numbers were measured with it)
+        tta = cfg.evaluation.tta
     if workers is not None:
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"num_workers": int(workers)})})
     probabilities = infer(model, cfg, folder, paths, torch_device, batch_size, tta, progress)
@@ -128,8 +130,7 @@ def _check_args(run_id, experiment, variant, tta, batch_size, output: Path, extr
         raise BioclfError("predict: give exactly one of --run RUN_ID or --experiment NAME")
     if variant and not experiment:
         raise BioclfError("--variant needs --experiment (a run id names one run already)")
-    tta = tta or "none"
-    if tta not in TTA_MODES:
+    if tta is not None and tta not in TTA_MODES:
         raise BioclfError(f"--tta {tta!r}: valid: {', '.join(TTA_MODES)}")
     if batch_size is not None and batch_size < 1:
         raise BioclfError(f"--batch-size {batch_size}: must be at least 1")

@@ -67,16 +67,25 @@ def evaluate(
     dtype: torch.dtype | None = None,
     channels_last: bool = False,
     batch_transform: Callable | None = None,
+    tta: str = "none",
 ) -> EvalOutput:
-    """Loss, top-1, top-5 and the per-image softmax of ``model`` on a labelled ``loader``."""
+    """Loss, top-1, top-5 and the per-image softmax of ``model`` on a labelled ``loader``.
+    ``tta``: see ``TTA_MODES``; with several views the softmax is their mean and the loss is
+    that of the mean (its log taken as logits: log-softmax leaves log-probabilities unchanged)."""
     probs, labels = [], []
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    for (logits,), target in forward_batches(model, loader, device, dtype, channels_last, batch_transform):
+    for views, target in forward_batches(model, loader, device, dtype, channels_last, batch_transform, tta):
         target = target.to(device, non_blocking=True)
+        if len(views) == 1:
+            logits = views[0]
+            p = torch.softmax(logits, 1)
+        else:
+            p = torch.stack([torch.softmax(v, 1) for v in views]).mean(0)
+            logits = torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))
         # Label smoothing is part of the training objective; it stays in val_loss so that the
         # plateau scheduler and early stopping watch the same quantity the report plotted.
         loss_sum += loss_fn(logits, target).double() * target.shape[0]
-        probs.append(torch.softmax(logits, 1).cpu())
+        probs.append(p.cpu())
         labels.append(target.cpu())
     p = torch.cat(probs).numpy().astype(np.float32) if probs else np.zeros((0, 0), np.float32)
     y = torch.cat(labels).numpy().astype(np.int64) if labels else np.zeros(0, np.int64)

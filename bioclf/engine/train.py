@@ -258,7 +258,7 @@ def _best_from_checkpoint(workdir: Path, eval_model, model, data, loss_fn, devic
     state = load_checkpoint(workdir / contract.BEST_CHECKPOINT, map_location=device)
     model.load_state_dict(state["model"])
     return evaluate(eval_model, data.val, loss_fn, device, dtype, channels_last=cfg.model.channels_last,
-                    batch_transform=data.eval_batch_transform)
+                    batch_transform=data.eval_batch_transform, tta=cfg.evaluation.tta)
 
 
 def _archive(workdir: Path, cfg: RunConfig, epochs: int) -> list[Path]:
@@ -435,7 +435,8 @@ def _run_epoch(epoch: int, cfg: RunConfig, logger: RunLogger, workdir: Path, dat
                                   parts.dtype, cfg, bar)
     ctx.sync_buffers(parts.model)
     val = evaluate(parts.eval_model, data.val, parts.loss_fn, device, parts.dtype,
-                   channels_last=cfg.model.channels_last, batch_transform=data.eval_batch_transform)
+                   channels_last=cfg.model.channels_last, batch_transform=data.eval_batch_transform,
+                   tta=cfg.evaluation.tta)
     metrics.update(val_loss=val.loss, val_acc=val.acc, val_top5_acc=val.top5, lr=lr)
     metrics["epoch_time_s"] = time.perf_counter() - epoch_start
     metrics.update(machine_load())

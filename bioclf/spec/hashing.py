@@ -93,6 +93,7 @@ HASH_DEFAULTS: dict[str, Any] = {
     "train.select_best": "val_acc",
     "train.deterministic": False,
     "train.sync_batchnorm": False,
+    "evaluation.tta": "none",
 }
 
 # Defaults that moved away from their HASH_DEFAULTS entry: key -> (entry, new default, why).

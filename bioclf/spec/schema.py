@@ -272,6 +272,17 @@ class CheckpointConfig(Strict):
     )
 
 
+class EvaluationConfig(Strict):
+    """How an image is scored: by every validation pass (each epoch, the best checkpoint's
+    predictions) and, unless ``--tta`` says otherwise, by ``bioclf-exp predict``."""
+
+    tta: Literal["none", "flip"] = Field(
+        "none",
+        description="Test-time augmentation. none: one forward pass; flip: the softmax averaged over the image and "
+        "its horizontal mirror (twice the evaluation compute; val_loss is the loss of the averaged probabilities).",
+    )
+
+
 class RunConfig(Strict):
     """The resolved config of one run (one variant x one seed)."""
 
@@ -283,6 +294,7 @@ class RunConfig(Strict):
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
 
 
 # Fields that change how fast or where a run happens, never what it computes: left out of

@@ -32,6 +32,7 @@ from bioclf.engine.distributed import Dist, current, reseed_for_epoch, train_dev
 from bioclf.engine.early_stopping import EarlyStopping
 from bioclf.engine.evaluate import EvalOutput, evaluate
 from bioclf.engine.logger import RunLogger
+from bioclf.engine.mixing import build_batch_mix
 from bioclf.engine.metrics import macro_scores, predictions_frame
 from bioclf.engine.resources import (
     file_mb,
@@ -117,12 +118,17 @@ def train_one_epoch(
     seen = steps = 0
     start = time.perf_counter()
     loader = _WaitClock(data.train)
+    mix = build_batch_mix(cfg.data, data.num_classes)
     for images, labels in loader:
         images = data.train_batch_transform(images, device, memory_format)
         labels = labels.to(device, non_blocking=True)
+        targets = labels
+        if mix is not None:  # probabilities; accuracy against each image's dominant class
+            images, targets = mix(images, labels)
+            labels = targets.argmax(1)
         with autocast(device, dtype):
             logits = model(images)
-            loss = loss_fn(logits, labels)
+            loss = loss_fn(logits, targets)
         _optimizer_step(loss, model, opt, scaler, cfg.train.grad_clip_norm)
         batch = labels.shape[0]
         loss_sum += loss.detach().double() * batch

@@ -94,6 +94,8 @@ HASH_DEFAULTS: dict[str, Any] = {
     "train.deterministic": False,
     "train.sync_batchnorm": False,
     "evaluation.tta": "none",
+    "data.mixup": None,
+    "data.cutmix": None,
 }
 
 # Defaults that moved away from their HASH_DEFAULTS entry: key -> (entry, new default, why).

@@ -47,6 +47,13 @@ class SyntheticConfig(Strict):
     )
 
 
+class MixConfig(Strict):
+    """One batch-mixing augmentation (MixUp or CutMix, torchvision.transforms.v2)."""
+
+    alpha: float = Field(..., gt=0.0, description="The mixing weight is drawn from Beta(alpha, alpha).")
+    p: float = Field(1.0, ge=0.0, le=1.0, description="Chance that a batch is mixed (else its labels stay whole).")
+
+
 class DataConfig(Strict):
     """Where images come from and how they are turned into batches."""
 
@@ -91,6 +98,15 @@ class DataConfig(Strict):
         "(about 1.15-1.2 x the crop size: 258 for 224), cached under $XDG_CACHE_HOME/bioclf/resized by dataset "
         "listing and shared by every variant of a suite; null: decode the originals every epoch. Source "
         "'folder' only; evaluation images are never cached. See docs/data.md.",
+    )
+    mixup: MixConfig | None = Field(
+        None, description="MixUp of training batches, e.g. {alpha: 0.2}: each image blended with another of the "
+        "batch, its target the same blend of the two labels (on the device the batch is on, after the transform "
+        "list). With cutmix also set, each batch gets one of the two, at equal chance. null: off.",
+    )
+    cutmix: MixConfig | None = Field(
+        None, description="CutMix of training batches, e.g. {alpha: 1.0}: a box of another image of the batch "
+        "pasted in, the target weighted by the box's area. null: off.",
     )
     mean: tuple[float, float, float] = Field(IMAGENET_MEAN, description="Normalisation mean (RGB).")
     std: tuple[float, float, float] = Field(IMAGENET_STD, description="Normalisation std (RGB).")

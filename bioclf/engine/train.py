@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,7 @@ from bioclf.engine.checkpoint import load_checkpoint, save_atomic
 from bioclf.engine.device import amp_dtype, autocast, resolve_device, seed_everything
 from bioclf.engine.distributed import Dist, current, reseed_for_epoch, train_device
 from bioclf.engine.early_stopping import EarlyStopping
+from bioclf.engine.ema import Ema
 from bioclf.engine.evaluate import EvalOutput, evaluate
 from bioclf.engine.logger import RunLogger
 from bioclf.engine.mixing import build_batch_mix
@@ -100,6 +101,7 @@ def train_one_epoch(
     dtype: torch.dtype | None,
     cfg: RunConfig,
     bar: tqdm,
+    after_step: Callable[[], None] | None = None,
 ) -> dict[str, float]:
     """One pass over the training loader. Never reads a device value inside the loop (that
     would sync the GPU every step): loss and accuracy sums stay on the device until the end,
@@ -110,6 +112,7 @@ def train_one_epoch(
     only when the GPU queue has drained: a large data share means the loader is the bottleneck).
     Under DDP the loss, accuracy and images/s are over all ranks (one all-reduce per epoch);
     the times are rank 0's; ``train_steps`` is the optimizer steps of the epoch.
+    ``after_step``: called after each optimizer step (the weights' EMA).
     """
     model.train()
     memory_format = torch.channels_last if cfg.model.channels_last and device.type == "cuda" else None
@@ -130,6 +133,8 @@ def train_one_epoch(
             logits = model(images)
             loss = loss_fn(logits, targets)
         _optimizer_step(loss, model, opt, scaler, cfg.train.grad_clip_norm)
+        if after_step is not None:
+            after_step()
         batch = labels.shape[0]
         loss_sum += loss.detach().double() * batch
         correct += (logits.detach().argmax(1) == labels).sum()
@@ -236,9 +241,11 @@ class _Progress:
     best: EvalOutput | None = None  # in memory only; rebuilt from best.pt after a resume
 
 
-def _save_last(path: Path, model, opt, scheduler, scaler, stopper, progress: _Progress, data, cfg) -> None:
+def _save_last(path: Path, model, opt, scheduler, scaler, stopper, progress: _Progress, data, cfg,
+               ema: Ema | None = None) -> None:
     save_atomic(
-        {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": scheduler.state_dict(),
+        {"model": model.state_dict(), "ema": ema.state_dict() if ema else None,
+         "optimizer": opt.state_dict(), "scheduler": scheduler.state_dict(),
          "scaler": scaler.state_dict() if scaler else None, "early_stopping": stopper.state_dict(),
          "epoch": len(progress.history), "history": progress.history, "best_epoch": progress.best_epoch,
          "best_value": progress.best_value, "rng": _rng_state(data), "config": cfg.model_dump(mode="json")},
@@ -246,9 +253,13 @@ def _save_last(path: Path, model, opt, scheduler, scaler, stopper, progress: _Pr
     )
 
 
-def _resume(path: Path, model, opt, scheduler, scaler, stopper, data, device) -> _Progress:
+def _resume(path: Path, model, opt, scheduler, scaler, stopper, data, device, ema: Ema | None = None) -> _Progress:
     state = load_checkpoint(path, map_location=device)
     model.load_state_dict(state["model"])
+    if ema is not None:
+        if state.get("ema") is None:
+            raise RunFailed(f"{path} was written without train.ema: it cannot continue an EMA run")
+        ema.load_state_dict(state["ema"])
     opt.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if scaler is not None and state["scaler"] is not None:
@@ -345,9 +356,21 @@ class _Parts:
     scheduler: object
     scaler: torch.amp.GradScaler | None
     stopper: EarlyStopping
+    ema: Ema | None = None  # train.ema: the averaged weights, which are evaluated and kept
+
+    @property
+    def scored_model(self) -> nn.Module:
+        """The model every validation runs: the average when there is one."""
+        return self.ema.module if self.ema is not None else self.eval_model
+
+    @property
+    def kept_model(self) -> nn.Module:
+        """The weights a checkpoint keeps (plain module, no compile / DDP wrapper)."""
+        return self.ema.module if self.ema is not None else self.model
 
     def save_last(self, path: Path, progress: "_Progress", data: DataBundle, cfg: RunConfig) -> None:
-        _save_last(path, self.model, self.opt, self.scheduler, self.scaler, self.stopper, progress, data, cfg)
+        _save_last(path, self.model, self.opt, self.scheduler, self.scaler, self.stopper, progress, data, cfg,
+                   self.ema)
 
 
 def _train(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, device: torch.device, *,
@@ -382,7 +405,7 @@ def _train(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, d
                            stopped_early=stopped_early, summary={"best_val_acc": progress.best.acc},
                            history=pd.DataFrame(progress.history), num_params=parts.counts.total,
                            num_trainable_params=parts.counts.trainable, files={"checkpoints": []})
-    return _finish(cfg, logger, workdir, data, parts.model, device, parts.dtype, progress, parts.counts,
+    return _finish(cfg, logger, workdir, data, parts.kept_model, device, parts.dtype, progress, parts.counts,
                    stopped_early)
 
 
@@ -403,7 +426,8 @@ def _build_parts(cfg: RunConfig, data: DataBundle, device: torch.device, ctx: Di
                   loss_fn=build_loss(cfg.loss), opt=opt,
                   scheduler=build_scheduler(opt, cfg.scheduler, cfg.train.epochs),
                   scaler=torch.amp.GradScaler("cuda") if dtype == torch.float16 else None,
-                  stopper=EarlyStopping(cfg.early_stopping))
+                  stopper=EarlyStopping(cfg.early_stopping),
+                  ema=Ema(model, cfg.train.ema.decay, cfg.train.ema.warmup) if cfg.train.ema else None)
 
 
 def _start(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, parts: _Parts, device: torch.device,
@@ -413,7 +437,7 @@ def _start(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, p
     last_path = workdir / contract.LAST_CHECKPOINT
     if ctx.broadcast(resume and last_path.exists()):
         progress = _resume(last_path, parts.model, parts.opt, parts.scheduler, parts.scaler, parts.stopper, data,
-                           device)
+                           device, parts.ema)
         for row in progress.history:  # fill epochs logged to the checkpoint but not to the store
             logger.log_epoch(int(row["epoch"]), {k: v for k, v in row.items() if k != "epoch"})
         return progress
@@ -438,16 +462,16 @@ def _run_epoch(epoch: int, cfg: RunConfig, logger: RunLogger, workdir: Path, dat
     with tqdm(total=n_train, desc=f"epoch {epoch}/{cfg.train.epochs}", unit="img", leave=False,
               disable=None if show else True, file=sys.stderr, dynamic_ncols=True) as bar:
         metrics = train_one_epoch(parts.step_model, data, parts.loss_fn, parts.opt, parts.scaler, device,
-                                  parts.dtype, cfg, bar)
+                                  parts.dtype, cfg, bar, after_step=parts.ema.update if parts.ema else None)
     ctx.sync_buffers(parts.model)
-    val = evaluate(parts.eval_model, data.val, parts.loss_fn, device, parts.dtype,
+    val = evaluate(parts.scored_model, data.val, parts.loss_fn, device, parts.dtype,
                    channels_last=cfg.model.channels_last, batch_transform=data.eval_batch_transform,
                    tta=cfg.evaluation.tta)
     metrics.update(val_loss=val.loss, val_acc=val.acc, val_top5_acc=val.top5, lr=lr)
     metrics["epoch_time_s"] = time.perf_counter() - epoch_start
     metrics.update(machine_load())
     progress.history.append({"epoch": epoch, **metrics})
-    _keep_checkpoints(epoch, cfg, workdir, data, parts.model, metrics, val, progress, ctx.is_main)
+    _keep_checkpoints(epoch, cfg, workdir, data, parts.kept_model, metrics, val, progress, ctx.is_main)
     step_scheduler(parts.scheduler, metrics, cfg.scheduler)
     stopped_early = parts.stopper.step(metrics) and epoch < cfg.train.epochs
     # The checkpoint is written before the epoch is logged: a kill in between leaves an

@@ -96,6 +96,7 @@ HASH_DEFAULTS: dict[str, Any] = {
     "evaluation.tta": "none",
     "data.mixup": None,
     "data.cutmix": None,
+    "train.ema": None,
 }
 
 # Defaults that moved away from their HASH_DEFAULTS entry: key -> (entry, new default, why).

@@ -245,6 +245,15 @@ class EarlyStoppingConfig(Strict):
     min_delta: float = Field(1e-5, ge=0.0, description="Smallest change that counts as an improvement.")
 
 
+class EmaConfig(Strict):
+    """An exponential moving average of the weights, updated after every optimizer step."""
+
+    decay: float = Field(0.9998, gt=0.0, lt=1.0, description="Weight of the average at each step (0.9998: about "
+                         "the last 5,000 steps).")
+    warmup: bool = Field(True, description="Ramp the decay up as min(decay, (1 + t) / (10 + t)) at step t, so the "
+                         "average does not keep the random initial weights for thousands of steps.")
+
+
 class TrainConfig(Strict):
     """The training loop."""
 
@@ -265,6 +274,11 @@ class TrainConfig(Strict):
         False, description="Data-parallel runs (torchrun / --nproc) on CUDA: BatchNorm statistics over the whole "
         "global batch instead of each process's share (SyncBatchNorm; costs a collective per BatchNorm layer). "
         "No effect in a single process.",
+    )
+    ema: EmaConfig | None = Field(
+        None, description="EMA of the weights, e.g. {decay: 0.9998}: when set, every validation, the best "
+        "checkpoint, the archived models and predict use the averaged weights; a resume continues the average "
+        "exactly. null: off.",
     )
     progress: bool = Field(True, description="Progress bars (not hashed; --quiet turns them off).")
 

@@ -73,3 +73,22 @@ def test_a_run_trains_with_mixup_and_cutmix(tmp_path):
     plain = RecordingLogger()
     train(tiny_config(train={"epochs": 1}), plain, tmp_path / "plain", quiet=True)
     assert plain.epochs[0][1]["train_loss"] != metrics["train_loss"]
+
+
+def test_every_row_of_the_regularization_ablation_trains_tiny(tmp_path):
+    """The spec's rows, laid over the tiny config, each train an epoch on CPU."""
+    import yaml
+
+    from bioclf.spec import expand_dotted
+    from conftest import EXPERIMENTS
+
+    rows = yaml.safe_load((EXPERIMENTS / "regularization_ablation.yaml").read_text())["variants"]
+    losses = {}
+    for name, overrides in rows.items():
+        log = RecordingLogger()
+        over = expand_dotted(overrides)
+        over["train"] = {**over.get("train", {}), "epochs": 1}
+        train(tiny_config(**over), log, tmp_path / name, quiet=True)
+        losses[name] = log.epochs[0][1]["val_loss"]
+        assert math.isfinite(losses[name]), name
+    assert len(set(losses.values())) == len(rows)  # every row changed what was measured

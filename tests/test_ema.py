@@ -13,7 +13,7 @@ from bioclf.engine.ema import Ema
 from bioclf.tracking import contract as C
 from recording import RecordingLogger
 from test_engine import tiny_config
-from test_resume import InterruptAt
+from test_resume import uninterrupted_and_resumed
 
 
 def test_ema_follows_its_formula_with_warmup_and_copies_integer_buffers():
@@ -48,12 +48,7 @@ def test_validation_and_best_checkpoint_use_the_average(tmp_path):
 
 def test_an_interrupted_ema_run_resumes_to_the_same_end(tmp_path):
     cfg = tiny_config(train={"epochs": 3, "ema": {"decay": 0.9}}, checkpoint={"keep": "best+last"})
-    reference = RecordingLogger()
-    train(cfg, reference, tmp_path / "ref", quiet=True)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, InterruptAt(2), tmp_path / "run", quiet=True)
-    resumed = RecordingLogger()
-    train(cfg, resumed, tmp_path / "run", quiet=True, resume=True)
+    reference, resumed = uninterrupted_and_resumed(cfg, tmp_path)
     assert [e for e, _ in resumed.epochs] == [1, 2, 3]
     for key in ("train_loss", "val_loss", "val_acc"):
         assert resumed.epochs[-1][1][key] == pytest.approx(reference.epochs[-1][1][key], rel=1e-6), key

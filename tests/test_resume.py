@@ -43,15 +43,21 @@ def _spec(folder: Path, epochs: int = 3, **extra) -> Path:
     return write_spec(folder, spec)
 
 
+def uninterrupted_and_resumed(cfg, folder: Path, at: int = 2) -> tuple[RecordingLogger, RecordingLogger]:
+    """The loggers of ``cfg`` trained straight through, and of ``cfg`` interrupted when epoch
+    ``at`` is logged (its checkpoint written) and then resumed in the same work folder."""
+    reference = RecordingLogger()
+    train(cfg, reference, folder / "ref", quiet=True)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, InterruptAt(at), folder / "run", quiet=True)
+    resumed = RecordingLogger()
+    train(cfg, resumed, folder / "run", quiet=True, resume=True)
+    return reference, resumed
+
+
 def test_resume_in_process_equals_uninterrupted(tmp_path):
     cfg = load_suite(_spec(tmp_path)).runs[0].config
-    reference = RecordingLogger()
-    train(cfg, reference, tmp_path / "ref", quiet=True)
-
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, InterruptAt(2), tmp_path / "run", quiet=True)
-    resumed = RecordingLogger()
-    train(cfg, resumed, tmp_path / "run", quiet=True, resume=True)
+    reference, resumed = uninterrupted_and_resumed(cfg, tmp_path)
     assert [e for e, _ in resumed.epochs] == [1, 2, 3]  # replayed 1-2, trained 3
     for name in FINAL:
         assert resumed.summary[name] == pytest.approx(reference.summary[name]), name

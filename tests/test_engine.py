@@ -44,12 +44,18 @@ def test_recording_logger_gets_the_contract(tmp_path):
     result = train(tiny_config(train={"epochs": 2}), log, tmp_path, quiet=True)
     assert [e for e, _ in log.epochs] == [1, 2]
     assert set(log.summary) >= {"best_val_acc", "val_f1_macro", "best_epoch", "epochs_run"}
-    assert {"config.yaml", "classes.csv", "history.csv", "predictions/val.csv", "checkpoints/best.pt"} == set(
-        log.artifacts)  # checkpoint.keep: best (the default) keeps no resume state
+    assert {"config.yaml", "classes.csv", "history.csv", "predictions/val.csv", "predictions/val_probs.npz",
+            "checkpoints/best.pt"} == set(log.artifacts)  # checkpoint.keep: best (the default) keeps no resume state
     for name in ("peak_rss_mb", "checkpoint_mb", "inference_ms_per_image"):
         assert log.summary[name] > 0, name
     assert result.epochs_run == 2 and 1 <= result.best_epoch <= 2
     assert log.summary["stopped_early"] == 0.0
+    # the whole softmax of the best epoch, in the rows of val.csv
+    probs = np.load(log.artifacts["predictions/val_probs.npz"])["probs"]
+    preds = __import__("pandas").read_csv(log.artifacts["predictions/val.csv"])
+    assert probs.dtype == np.float16 and probs.shape == (len(preds), 4)
+    np.testing.assert_allclose(probs.max(1), preds["p_pred"], atol=1e-3)
+    assert (probs.argmax(1) == preds["pred"]).mean() > 0.95  # fp16 ties aside
 
 
 def test_an_early_stop_is_logged_as_a_fact(tmp_path):

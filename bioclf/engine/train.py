@@ -525,6 +525,7 @@ def _finish(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, 
     best = progress.best
     history_frame = _write_history(progress.history, workdir / contract.HISTORY)
     predictions_frame(best.paths, best.labels, best.probs).to_csv(workdir / contract.PREDICTIONS, index=False)
+    np.savez_compressed(workdir / contract.VAL_PROBS, probs=best.probs.astype(np.float16))
     archived = _archive(workdir, cfg, len(progress.history))
     image_shape = tuple(data.eval_input(device).shape[1:])
     summary = {
@@ -550,6 +551,7 @@ def _finish(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, 
     kill_point("summary_logged")
     logger.log_artifact(workdir / contract.HISTORY)
     logger.log_artifact(workdir / contract.PREDICTIONS, contract.PREDICTIONS_DIR)
+    logger.log_artifact(workdir / contract.VAL_PROBS, contract.PREDICTIONS_DIR)
     for path in archived:
         logger.log_artifact(path, contract.CHECKPOINTS_DIR)
     return TrainResult(

@@ -159,6 +159,7 @@ def build_report(data: SuiteData, folder: Path, options: BuildOptions | None = N
         _progress_section(data, out),
         *_classwise_sections(data, out, notes, options),
         _metrics_section(data, out),
+        _taxonomy_section(data, out, notes),
     ]
     sections = [_ablation_section(data, out, significance()), *others]
     tabled = out.table_counts
@@ -300,6 +301,18 @@ def _metrics_section(data: SuiteData, out: _Writer) -> Section:
     if data.multi_seed:
         section.table(out.table(tables.metrics_summary_table(data.runs, data.variants)))
     section.table(out.table(tables.metrics_table(data.runs)))
+    return section
+
+
+def _taxonomy_section(data: SuiteData, out: _Writer, notes: list[str]) -> Section:
+    section = Section("Table 7. Mistakes in the taxonomy")
+    if data.taxonomy is None:
+        return section  # no taxonomy given: no section (an empty one is left out of the page)
+    table = tables.taxonomy_table(data.runs, data.val_probs, data.predictions, data.taxonomy)
+    if table.data.empty:
+        notes.append("A taxonomy was given but no finished run has its softmax (predictions/val_probs.npz): "
+                     "Table 7 is empty.")
+    section.table(out.table(table))
     return section
 
 

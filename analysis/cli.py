@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also save every figure as PDF (drawing takes about 40%% longer)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="processes drawing figures (default: one per CPU; 1: none)")
+    p.add_argument("--taxonomy", type=Path, metavar="CSV",
+                   help="class taxonomy (header class,genus,...; one row per class folder): adds Table 7, how "
+                   "severe each run's mistakes are in the tree, with and without CRM re-ranking")
     p.add_argument("--no-log", action="store_true", help="do not log the report back to the suite run")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -99,8 +102,20 @@ def _report_keys(args, formats: tuple[str, ...]) -> dict[str, str]:
     prints = probe.fingerprints(uri, args.experiment)
     if not prints:
         return {}
-    options = [args.top_k, args.top_pairs, list(formats), list(TABLE_FORMATS)]
+    options = [args.top_k, args.top_pairs, list(formats), list(TABLE_FORMATS), _taxonomy_digest(args.taxonomy)]
     return {name: content_key("bioclf-report", report_code(), uri, options, fp) for name, fp in prints.items()}
+
+
+def _taxonomy_digest(path: Path | None) -> str | None:
+    """What of ``--taxonomy`` a report depends on: its bytes (an edit redraws Table 7)."""
+    if path is None:
+        return None
+    import hashlib
+
+    try:
+        return hashlib.sha256(Path(path).expanduser().read_bytes()).hexdigest()
+    except OSError:
+        return "unreadable"  # the build says why, in one line
 
 
 def _current_reports(args, keys: dict[str, str]) -> dict[str, dict]:
@@ -131,6 +146,20 @@ def _remember(folder: Path, key: str, lines: list[str], logged: bool) -> None:
 
 
 # ---------------------------------------------------------------- building
+
+
+def _read_taxonomy(path: Path, data):
+    """``--taxonomy`` checked against the suite's classes (folder names, in label order)."""
+    from bioclf.errors import BioclfError
+    from bioclf.taxonomy import read_taxonomy
+
+    if data.classes is None or "folder" not in data.classes:
+        raise ReportError(f"--taxonomy {path}: the suite's runs logged no classes.csv: its class folders are unknown")
+    folders = data.classes.sort_values("label")["folder"].astype(str).tolist()
+    try:
+        return read_taxonomy(path, folders)
+    except BioclfError as exc:
+        raise ReportError(f"--taxonomy: {exc}") from None
 
 
 def _targets(reader, args, say) -> tuple[list, int]:
@@ -195,10 +224,13 @@ def _build_all(args, formats, keys: dict[str, str], current: dict[str, dict], po
         try:
             progress(f"reading suite run {suite.info.run_id}...")
             started = time.perf_counter()
-            data = reader.load(experiment, suite, all_predictions=True)  # paired tests need every run's
+            # paired tests need every run's predictions; the taxonomy table every run's softmax
+            data = reader.load(experiment, suite, all_predictions=True, val_probs=args.taxonomy is not None)
             if data.runs["run_id"].isna().all():
                 raise ReportError(f"nothing to report for {experiment!r}: suite run {suite.info.run_id} "
                                   "has no run in the store yet")
+            if args.taxonomy is not None:
+                data.taxonomy = _read_taxonomy(args.taxonomy, data)
             progress(f"read {len(data.runs)} run(s), {len(data.histories)} history rows and "
                      f"{len(data.predictions)} predictions file(s) in {time.perf_counter() - started:.1f} s")
             folder = args.out / folder_name(experiment)

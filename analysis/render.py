@@ -65,6 +65,7 @@ FORMATS = {
     "lr": lambda v: f"{v:.2e}",
     "epochs": _epochs,
     "1dp": lambda v: f"{v:.1f}",  # one decimal: seconds, MB, ms
+    "2dp": lambda v: f"{v:.2f}",  # tree distances
     "p": lambda v: "<0.001" if v < 0.001 else f"{v:.3f}",
 }
 

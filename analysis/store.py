@@ -27,6 +27,7 @@ from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 from urllib.parse import unquote  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow.entities import Metric, Run, RunTag, ViewType  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
@@ -96,9 +97,10 @@ class StoreReader:
 
     # ------------------------------------------------------------ one suite
 
-    def load(self, experiment: str, suite: Run, all_predictions: bool = False) -> SuiteData:
+    def load(self, experiment: str, suite: Run, all_predictions: bool = False, val_probs: bool = False) -> SuiteData:
         """The suite's rows, histories and, for the runs the per-class figures are drawn of (or
-        for every run with ``all_predictions``: what per-image statistics need), predictions."""
+        for every run with ``all_predictions``: what per-image statistics need), predictions;
+        with ``val_probs`` every finished run's whole softmax (``predictions/val_probs.npz``)."""
         notes: list[str] = []
         suite_id = suite.info.run_id
         tags = suite.data.tags
@@ -119,12 +121,13 @@ class StoreReader:
         with ThreadPoolExecutor(WORKERS) as pool:
             histories = self._histories(by_id, pool, notes)
             predictions, classes = self._predictions(runs, baseline, by_id, pool, notes, all_predictions)
+            probs = self._val_probs(runs, by_id, pool, notes) if val_probs else {}
         return SuiteData(
             experiment=experiment, suite_run_id=suite_id, tracking_uri=self.uri, baseline=baseline,
             variants=list(manifest.get("variants") or dict.fromkeys(runs["variant"])), runs=runs,
             histories=histories, predictions=predictions, classes=classes,
             description=manifest.get("description") or tags.get("mlflow.note.content", ""),
-            diffs=manifest.get("diffs") or {}, suite_status=suite.info.status, notes=notes,
+            diffs=manifest.get("diffs") or {}, suite_status=suite.info.status, notes=notes, val_probs=probs,
         )
 
     def _histories(self, by_id: dict[str, Run], pool: ThreadPoolExecutor, notes: list[str]) -> pd.DataFrame:
@@ -242,6 +245,24 @@ class StoreReader:
             try:
                 return pd.read_csv(local) if local is not None else None
             except _UNREADABLE:
+                return None
+
+    def _val_probs(self, runs: pd.DataFrame, by_id: dict[str, Run], pool: ThreadPoolExecutor,
+                   notes: list[str]) -> dict[str, np.ndarray]:
+        done = [row for _, row in runs[runs["status"] == "FINISHED"].iterrows()]
+        arrays = list(pool.map(lambda row: self._read_npz(by_id[row["run_id"]], C.VAL_PROBS), done))
+        missing = [run_label(row) for row, a in zip(done, arrays) if a is None]
+        if missing:
+            notes.append(f"{C.VAL_PROBS} missing for {len(missing)} finished run(s) ({', '.join(missing)}; logged "
+                         "before it existed, or deleted): no measures of the whole softmax for them")
+        return {row["run_id"]: a for row, a in zip(done, arrays) if a is not None}
+
+    def _read_npz(self, run: Run, path: str) -> np.ndarray | None:
+        with tempfile.TemporaryDirectory(prefix="bioclf-report-") as tmp:
+            local = self._download(run, path, tmp)
+            try:
+                return np.load(local)["probs"].astype(np.float32) if local is not None else None
+            except (OSError, ValueError, KeyError):
                 return None
 
     def _read_json(self, run: Run, path: str) -> dict | None:

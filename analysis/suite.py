@@ -38,6 +38,7 @@ class SuiteData:
     ``predictions``: run_id -> the run's ``predictions/val.csv``, for the runs the report
     draws per-class figures of (see ``figure_runs``). ``classes``: ``label, folder, name``.
     ``notes``: what could not be read and what was done instead; shown in the report.
+    ``val_probs`` / ``taxonomy``: for the taxonomy table (``bioclf-report --taxonomy``).
     """
 
     experiment: str
@@ -53,6 +54,8 @@ class SuiteData:
     diffs: dict[str, dict[str, list]] = field(default_factory=dict)
     suite_status: str = ""
     notes: list[str] = field(default_factory=list)
+    val_probs: dict = field(default_factory=dict)  # run_id -> (N, C) softmax of val_probs.npz, when read
+    taxonomy: object = None  # bioclf.taxonomy.Taxonomy given to the report (--taxonomy), or None
     _by_run: dict[str, pd.DataFrame] | None = field(default=None, init=False, repr=False, compare=False)
 
     def history_of(self, run_id: str | None) -> pd.DataFrame:

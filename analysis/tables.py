@@ -14,7 +14,7 @@ from analysis import stats
 
 from analysis.history import best_epoch_of, is_continuous_decay, key_epochs
 from analysis.render import DASH, Column, Table
-from analysis.suite import COST_METRICS, FINISHED, NOT_RUN
+from analysis.suite import COST_METRICS, FINISHED, NOT_RUN, run_label
 
 METRIC_HEADERS = {
     "best_val_acc": "Top-1 (%)", "best_val_top5_acc": "Top-5 (%)", "val_f1_macro": "Macro F1 (%)",
@@ -388,3 +388,43 @@ def asymmetric_pairs_table(pairs: pd.DataFrame, name: str, who: str) -> Table:
                Column("gap", "Gap (pp)", "pct")]
     notes = ["Pairs confused mostly one way: A's images taken for B more often than B's for A; largest gap first."]
     return Table(name, f"Asymmetric confusions, {who}", pairs, columns, notes)
+
+
+# ---------------------------------------------------------------- mistakes in the taxonomy (Table 7)
+
+
+def taxonomy_table(runs: pd.DataFrame, val_probs: dict, predictions: dict, taxonomy) -> Table:
+    """Per finished run with its softmax: top-1 at every rank, mistake severity, hierarchical
+    distance @1 / @5, and the same after CRM re-ranking (``bioclf.taxonomy``)."""
+    from bioclf.taxonomy import hierarchical_metrics
+
+    rows, skipped = [], []
+    width = len(taxonomy.classes)
+    for _, r in _scored(runs).iterrows():
+        probs, preds = val_probs.get(r["run_id"]), predictions.get(r["run_id"])
+        if probs is None or preds is None:
+            continue
+        if probs.shape[1] != width or len(probs) != len(preds):
+            skipped.append(run_label(r))
+            continue
+        rows.append({"variant": r["variant"], "seed": r["seed"], "run_id": r["run_id"],
+                     **hierarchical_metrics(probs, preds["label"].to_numpy(), taxonomy)})
+    frame = pd.DataFrame(rows)
+    columns = [Column("variant", "Variant"), Column("seed", "Seed", "int")]
+    for prefix, label in (("", ""), ("crm_", "CRM ")):
+        columns += [Column(f"{prefix}{rank}_acc", f"{label}{rank} acc (%)", "pct") for rank in taxonomy.ranks]
+        columns += [Column(f"{prefix}mistake_severity", f"{label}Severity", "2dp"),
+                    Column(f"{prefix}hdist@1", f"{label}hdist@1", "2dp"),
+                    Column(f"{prefix}hdist@5", f"{label}hdist@5", "2dp")]
+    if frame.empty:
+        frame = pd.DataFrame(columns=[c.key for c in columns])
+    ranks = " → ".join(taxonomy.ranks)
+    notes = [f"Tree: {ranks} (heights 0 to {len(taxonomy.ranks) - 1}, the root {len(taxonomy.ranks)}). "
+             "Severity: mean height of the lowest common ancestor of the true and the predicted class over the "
+             "mistakes; hdist@k: over all images, mean height between the true class and each of the top k "
+             "(Bertinetto et al., CVPR 2020). CRM: the same predictions re-ranked by expected tree cost, no "
+             "retraining (Karthik et al., ICLR 2021). Lower is better for severity and hdist. Formulas: "
+             "docs/statistics.md."]
+    if skipped:
+        notes.append(f"Left out (their softmax does not have the taxonomy's {width} classes): {', '.join(skipped)}.")
+    return Table("table7_taxonomy", "Table 7. Mistakes in the taxonomy, per run", frame, columns, notes)

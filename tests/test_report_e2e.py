@@ -189,3 +189,32 @@ def test_http_server_with_proxied_artifacts(suite, tmp_path):
     reader.log_report(truth["suite_id"], tmp_path, ["tables", "figures"], ["index.md"])
     logged = {f.path for f in reader.client.list_artifacts(truth["suite_id"], "report")}
     assert logged == {"report/index.md", "report/tables"}
+
+
+def test_a_taxonomy_given_to_the_report_measures_every_runs_mistakes(suite, tmp_path, capsys):
+    """--taxonomy on a store trained without one: Table 7 from each run's logged softmax. Its
+    class accuracy is the run's best_val_acc, and hdist@1 = error rate x mistake severity."""
+    classes = pd.read_csv(suite.client.download_artifacts(suite.result.outcomes[0].run_id, "classes.csv", str(tmp_path)))
+    folders = classes.sort_values("label")["folder"].astype(str).tolist()
+    tree = tmp_path / "taxonomy.csv"
+    tree.write_text("class,genus\n" + "".join(f"{f},g{i // 2}\n" for i, f in enumerate(folders)))
+    out = tmp_path / "reports"
+    assert main(["--tracking-uri", suite.uri, "--out", str(out), "--no-log", "--taxonomy", str(tree)]) == 0
+    table = pd.read_csv(out / "tiny" / "tables" / "table7_taxonomy.csv").set_index("variant")
+    runs = _runs(suite)
+    assert set(table.index) == set(runs)
+    for variant, run in runs.items():
+        row = table.loc[variant]
+        assert row["class_acc"] == pytest.approx(run.data.metrics["best_val_acc"], abs=1e-9)
+        assert row["genus_acc"] >= row["class_acc"]
+        if row["class_acc"] < 1:  # with mistakes: each is at height 1 (same genus) or 2 (the root)
+            assert row["hdist@1"] == pytest.approx((1 - row["class_acc"]) * row["mistake_severity"], abs=1e-9)
+            assert 1 <= row["mistake_severity"] <= 2
+        assert row["crm_hdist@1"] >= 0
+    assert "Table 7. Mistakes in the taxonomy" in (out / "tiny" / "index.md").read_text()
+
+    tree.write_text("class,genus\n" + "".join(f"{f},g{i // 2}\n" for i, f in enumerate(folders[:-1])))
+    capsys.readouterr()
+    assert main(["--tracking-uri", suite.uri, "--out", str(out), "--no-log", "--taxonomy", str(tree)]) == 2
+    err = capsys.readouterr().err
+    assert f"class '{folders[-1]}' of the dataset has no row" in err and "Traceback" not in err

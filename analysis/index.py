@@ -52,7 +52,7 @@ def render_index(data: SuiteData, sections: list[Section], notes: list[str], whe
     if data.description:
         lines += ["", f"> {data.description}"]
     lines += ["", "## Contents", ""]
-    lines += [f"{i}. {s.title}" for i, s in enumerate(sections, 1) if s.items]
+    lines += [f"{i}. {s.title}" for i, s in enumerate([s for s in sections if s.items], 1)]
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     for section in sections:

@@ -199,7 +199,9 @@ def test_a_taxonomy_given_to_the_report_measures_every_runs_mistakes(suite, tmp_
     tree = tmp_path / "taxonomy.csv"
     tree.write_text("class,genus\n" + "".join(f"{f},g{i // 2}\n" for i, f in enumerate(folders)))
     out = tmp_path / "reports"
-    assert main(["--tracking-uri", suite.uri, "--out", str(out), "--no-log", "--taxonomy", str(tree)]) == 0
+    # --experiment: the module's store also holds the HTTP tests' suites, readable only through their server
+    args = ["--tracking-uri", suite.uri, "--experiment", "tiny", "--out", str(out), "--no-log"]
+    assert main([*args, "--taxonomy", str(tree)]) == 0
     table = pd.read_csv(out / "tiny" / "tables" / "table7_taxonomy.csv").set_index("variant")
     runs = _runs(suite)
     assert set(table.index) == set(runs)
@@ -215,6 +217,6 @@ def test_a_taxonomy_given_to_the_report_measures_every_runs_mistakes(suite, tmp_
 
     tree.write_text("class,genus\n" + "".join(f"{f},g{i // 2}\n" for i, f in enumerate(folders[:-1])))
     capsys.readouterr()
-    assert main(["--tracking-uri", suite.uri, "--out", str(out), "--no-log", "--taxonomy", str(tree)]) == 2
+    assert main([*args, "--taxonomy", str(tree)]) == 2
     err = capsys.readouterr().err
     assert f"class '{folders[-1]}' of the dataset has no row" in err and "Traceback" not in err

@@ -23,7 +23,7 @@ import pandas as pd
 
 from analysis import classwise, tables
 from analysis.cache import ReportCache, content_key, figure_code, table_code
-from analysis.history import Curves, best_epoch_of, stopped_early
+from analysis.history import Curves, best_epoch_of, by_run, stopped_early
 from analysis.html import write_html
 from analysis.index import Section, write_index
 from analysis.jobs import FigureJob, WorkerPool, render_all
@@ -184,12 +184,12 @@ def build_report(data: SuiteData, folder: Path, options: BuildOptions | None = N
 # ---------------------------------------------------------------- sections
 
 
-def curves_of(data: SuiteData, rows: pd.DataFrame) -> list[Curves]:
-    """Plot inputs for the runs of ``rows`` that have a history (suite order)."""
+def curves_of(histories: dict[str, pd.DataFrame], rows: pd.DataFrame) -> list[Curves]:
+    """Plot inputs for the runs of ``rows`` that have a history (``history.by_run``; suite order)."""
     curves = []
     for _, r in rows[rows["run_id"].notna()].iterrows():
-        h = data.history_of(r["run_id"])
-        if h.empty:
+        h = histories.get(r["run_id"])
+        if h is None or h.empty:
             continue
         max_epochs = r["max_epochs"] if pd.notna(r["max_epochs"]) else None
         curves.append(Curves(_columns(h, CURVE_COLUMNS), r["seed"], best_epoch_of(h, r["best_epoch"]),
@@ -204,8 +204,9 @@ def _columns(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
 def _curves_section(data: SuiteData, out: _Writer, notes: list[str]) -> Section:
     section = Section("Figure 1. Training curves")
     per_variant: dict[str, list[Curves]] = {}
+    histories = by_run(data.histories)
     for variant in data.variants:
-        curves = curves_of(data, data.runs[data.runs["variant"] == variant])
+        curves = curves_of(histories, data.runs[data.runs["variant"] == variant])
         if curves:
             per_variant[variant] = curves
         elif variant in set(data.runs.loc[data.runs["run_id"].notna(), "variant"]):

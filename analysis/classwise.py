@@ -125,8 +125,6 @@ def weakest_classes(per_class: pd.DataFrame, k: int) -> pd.DataFrame:
     would be all of them). Ties: lower accuracy, then more images, then label."""
     present = per_class[per_class["images"] > 0]
     k = min(k, max(1, len(present) // 2))
-    if "acc_ci_high" not in present:  # a frame built before the intervals existed
-        present = present.assign(acc_ci_high=wilson_interval(present["correct"], present["images"])[1])
     ranked = present[present["accuracy"] < 1].sort_values(["acc_ci_high", "accuracy", "images", "label"],
                                                           ascending=[True, True, False, True], kind="stable")
     return ranked.head(k).reset_index(drop=True)

@@ -56,20 +56,13 @@ class SuiteData:
     notes: list[str] = field(default_factory=list)
     val_probs: dict = field(default_factory=dict)  # run_id -> (N, C) softmax of val_probs.npz, when read
     taxonomy: object = None  # bioclf.taxonomy.Taxonomy given to the report (--taxonomy), or None
-    _by_run: tuple[int, dict[str, pd.DataFrame]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def history_of(self, run_id: str | None) -> pd.DataFrame:
         """One run's history sorted by epoch (empty when the run has none)."""
         if run_id is None or self.histories.empty:
             return self.histories.iloc[0:0]
-        # One pass over the histories, not one filter per run (50 runs: 1 s less). Keyed by the
-        # frame's identity: a copy of this SuiteData with other histories (replace, deepcopy)
-        # must not answer from the cache of the first.
-        if self._by_run is None or self._by_run[0] != id(self.histories):
-            self._by_run = (id(self.histories), {rid: h.sort_values("epoch").reset_index(drop=True)
-                                                 for rid, h in self.histories.groupby("run_id", sort=False)})
-        h = self._by_run[1].get(run_id)
-        return self.histories.iloc[0:0] if h is None else h
+        h = self.histories[self.histories["run_id"] == run_id]
+        return h.sort_values("epoch").reset_index(drop=True)
 
     @property
     def multi_seed(self) -> bool:

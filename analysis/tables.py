@@ -12,7 +12,7 @@ import pandas as pd
 
 from analysis import stats
 
-from analysis.history import best_epoch_of, is_continuous_decay, key_epochs
+from analysis.history import best_epoch_of, by_run, is_continuous_decay, key_epochs
 from analysis.render import DASH, Column, Table
 from analysis.suite import COST_METRICS, FINISHED, NOT_RUN, run_label
 
@@ -323,9 +323,9 @@ def metrics_summary_table(runs: pd.DataFrame, variants: list[str]) -> Table:
 def progress_frame(runs: pd.DataFrame, histories: pd.DataFrame) -> pd.DataFrame:
     """Key epochs of every run with a history, in suite order (see ``history.key_epochs``)."""
     parts = []
-    by_run = dict(tuple(histories.groupby("run_id", sort=False))) if "run_id" in histories else {}
+    histories_of = by_run(histories)
     for _, r in runs[runs["run_id"].notna()].iterrows():
-        h = by_run.get(r["run_id"])
+        h = histories_of.get(r["run_id"])
         if h is None or h.empty:
             continue
         best = best_epoch_of(h, r["best_epoch"])
@@ -363,8 +363,7 @@ def progress_table(runs: pd.DataFrame, histories: pd.DataFrame) -> Table:
 
 def weakest_classes_table(weakest: pd.DataFrame, name: str, who: str) -> Table:
     frame = weakest.reset_index(drop=True).assign(rank=lambda f: np.arange(1, len(f) + 1))
-    bounds = [frame[k] if k in frame else pd.Series(np.nan, index=frame.index) for k in ("acc_ci_low", "acc_ci_high")]
-    frame["acc_ci"] = [_interval(lo, hi, 100, "{:.0f}") for lo, hi in zip(*bounds)]
+    frame["acc_ci"] = [_interval(lo, hi, 100, "{:.0f}") for lo, hi in zip(frame["acc_ci_low"], frame["acc_ci_high"])]
     columns = [Column("rank", "#", "int"), Column("label", "Label", "int"), Column("name", "Class"),
                Column("accuracy", "Accuracy (%)", "pct"), Column("acc_ci", "95% CI (%)"),
                Column("correct", "Correct", "int"), Column("images", "Images", "int"),

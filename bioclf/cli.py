@@ -13,8 +13,8 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 import sys
+import time
 from pathlib import Path
 
 from bioclf.errors import BioclfError

@@ -58,6 +58,13 @@ def forward_batches(model: nn.Module, loader: DataLoader, device: torch.device, 
         yield [logits.float() for logits in views], second
 
 
+def views_softmax(views: list[torch.Tensor]) -> torch.Tensor:
+    """The softmax of one view's logits, or the mean of the views' softmaxes (``tta``)."""
+    if len(views) == 1:
+        return torch.softmax(views[0], 1)
+    return torch.stack([torch.softmax(v, 1) for v in views]).mean(0)
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -76,12 +83,8 @@ def evaluate(
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     for views, target in forward_batches(model, loader, device, dtype, channels_last, batch_transform, tta):
         target = target.to(device, non_blocking=True)
-        if len(views) == 1:
-            logits = views[0]
-            p = torch.softmax(logits, 1)
-        else:
-            p = torch.stack([torch.softmax(v, 1) for v in views]).mean(0)
-            logits = torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))
+        p = views_softmax(views)
+        logits = views[0] if len(views) == 1 else torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))
         # Label smoothing is part of the training objective; it stays in val_loss so that the
         # plateau scheduler and early stopping watch the same quantity the report plotted.
         loss_sum += loss_fn(logits, target).double() * target.shape[0]
@@ -112,7 +115,7 @@ def predict_probs(model: nn.Module, loader: DataLoader, device: torch.device, dt
     ``on_batch(n)`` after each batch (a progress bar)."""
     chunks, indices = [], []
     for views, index in forward_batches(model, loader, device, dtype, channels_last, batch_transform, tta):
-        probs = torch.stack([torch.softmax(logits, 1) for logits in views]).mean(0)
+        probs = views_softmax(views)
         chunks.append(probs.cpu().numpy().astype(np.float32))
         indices.append(np.asarray(index))
         if on_batch is not None:

@@ -367,6 +367,7 @@ def forest_plot(frame: pd.DataFrame, baseline: str, title: str) -> Figure:
             lo, hi, d = 100 * r["delta_ci_low"], 100 * r["delta_ci_high"], 100 * r["delta"]
             ax.errorbar(d, i, xerr=[[d - lo], [hi - d]], fmt="o", color=color, ms=7, capsize=4, lw=2)
         ax.axvline(0, color="black", lw=1)
+        ax.set_ylim(-0.6, len(rows) - 0.4)  # half a row of room above and below: no interval on the frame
         ax.set_yticks(y, rows["variant"].tolist())
         ax.set(title=title, xlabel=xlabel)
         handles = [matplotlib.lines.Line2D([], [], color=c, marker="o", lw=2, label=k)

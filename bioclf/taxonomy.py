@@ -107,9 +107,11 @@ def _check_rows(raw: pd.DataFrame, ranks: tuple[str, ...], classes: list[str], w
             raise BioclfError(f"{where} row {row_of(i)}: '{name}' is not a class of the dataset "
                               f"(its classes are the class folder names, e.g. '{classes[0]}')")
     missing = [c for c in classes if c not in first_row]
+    if len(missing) == 1:
+        raise BioclfError(f"{where}: class '{missing[0]}' of the dataset has no row")
     if missing:
-        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise BioclfError(f"{where}: class '{missing[0]}'{more} of the dataset has no row")
+        named = ", ".join(f"'{c}'" for c in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise BioclfError(f"{where}: {len(missing)} classes of the dataset have no row: {named}")
     rank_of: dict[str, tuple[str, int]] = {}
     for level, rank in enumerate(ranks):
         for i, value in raw[rank].items():

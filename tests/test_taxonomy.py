@@ -72,6 +72,7 @@ def test_hierarchical_metrics_per_rank_and_after_crm(tax):
 
 @pytest.mark.parametrize("text, message", [
     ("class,genus\na1,A\na2,A\nb1,B\n", "class 'c1' of the dataset has no row"),
+    ("class,genus\na1,A\n", "3 classes of the dataset have no row: 'a2', 'b1', 'c1'"),
     ("class,genus\na1,A\na2,A\nb1,B\nc1,C\nz9,Z\n", "row 6: 'z9' is not a class of the dataset"),
     ("class,genus\na1,A\na2,A\na1,B\nb1,B\nc1,C\n", "row 4: class 'a1' is listed twice (also row 2)"),
     ("class,genus,family\na1,A,F1\na2,A,F2\nb1,B,F1\nc1,C,F2\n", "row 3: genus 'A' has two family values"),

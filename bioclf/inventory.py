@@ -7,13 +7,14 @@ listed by name): ``bioclf-exp list`` and ``run --dry-run`` answer in a fraction 
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 from bioclf.data.folder import count_classes
 from bioclf.errors import BioclfError
-from bioclf.models.catalog import ParamCount, check_param_budget, param_count
+from bioclf.models.catalog import ParamCount, check_param_budget, head_rank_sizes, param_count
 from bioclf.spec.loader import RunSpec, Suite
-from bioclf.spec.schema import RunConfig
+from bioclf.spec.schema import RunConfig, synthetic_ranks
 
 
 def num_classes_of(cfg: RunConfig, base_dir: Path | None = None) -> int:
@@ -33,8 +34,34 @@ def param_counts(runs: list[RunSpec], base_dir: Path | None = None) -> dict[str,
         data_key = repr(run.config.data.model_dump(include={"source", "root", "synthetic"}))
         if data_key not in classes:
             classes[data_key] = num_classes_of(run.config, base_dir)
-        counts[run.config_hash] = param_count(run.config.model, classes[data_key])
+        counts[run.config_hash] = param_count(run.config.model, classes[data_key],
+                                              extra_outputs(run.config, classes[data_key]))
     return counts
+
+
+def extra_outputs(cfg: RunConfig, num_classes: int) -> tuple[int, ...]:
+    """The outputs a hierarchical head adds (model.head.rank_weights), per rank in tree order:
+    counted from the taxonomy CSV's columns (csv module, no pandas) or the generated tree. The
+    file is checked against the classes before training (bioclf.runner.check_taxonomies)."""
+    weights = cfg.model.head.rank_weights
+    if not weights:
+        return ()
+    data = cfg.data
+    if data.taxonomy is None:
+        sizes, n = {}, num_classes
+        for rank, size in zip(synthetic_ranks(data.synthetic.hierarchy)[1:], data.synthetic.hierarchy):
+            n = -(-n // size)
+            sizes[rank] = n
+        ranks = tuple(sizes)
+    else:
+        try:
+            with open(data.taxonomy, newline="", encoding="utf-8") as handle:
+                rows = list(csv.reader(handle))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BioclfError(f"data.taxonomy: cannot read {data.taxonomy} ({exc.__class__.__name__})") from None
+        ranks = tuple(name.strip() for name in rows[0]) if rows else ()
+        sizes = {rank: len({row[i].strip() for row in rows[1:] if len(row) > i}) for i, rank in enumerate(ranks)}
+    return head_rank_sizes(weights, sizes, ("class", *[r for r in ranks if r != "class"]))
 
 
 def checked_param_counts(runs: list[RunSpec], base_dir: Path | None = None) -> dict[str, ParamCount]:

@@ -47,6 +47,7 @@ from bioclf.engine.device import amp_dtype, resolve_device
 from bioclf.engine.evaluate import TTA_MODES, predict_probs
 from bioclf.errors import BioclfError
 from bioclf.models import build_model
+from bioclf.models.heads import rank_sizes_of
 from bioclf.registry import DEVICE_NAMES, check_device_name
 from bioclf.spec.loader import validate_config
 from bioclf.tracking import RunRecord, Tracker, contract
@@ -234,8 +235,8 @@ def load_run(tracker: Tracker, run_id: str, workdir: Path):
 
 def load_model(cfg, num_classes: int, state: dict, device: torch.device, run_id: str) -> torch.nn.Module:
     """The run's model with its best weights, in eval mode on ``device``."""
-    model = build_model(cfg.model, num_classes, load_weights=False)
     weights = state.get("model", state) if isinstance(state, dict) else state
+    model = build_model(cfg.model, num_classes, load_weights=False, rank_sizes=rank_sizes_of(weights))
     try:
         model.load_state_dict(weights)  # copies into the fp32 parameters: fp16 archives are cast back
     except RuntimeError as error:

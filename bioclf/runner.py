@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bioclf.claims import claim
+from bioclf.errors import BioclfError
 from bioclf.data import build_datasets, check_dataset_images, check_num_classes
 from bioclf.datacheck import suite_data_check
 from bioclf.engine.distributed import current
@@ -28,6 +29,7 @@ from bioclf.models import resolve_weights
 from bioclf.models.catalog import ParamCount
 from bioclf.spec.loader import RunSpec, Suite, config_dict, flatten
 from bioclf.spec.schema import RunConfig
+from bioclf.taxonomy import describe_taxonomy, run_taxonomy
 from bioclf.tracking import Tracker, contract
 from bioclf.tracking.uri import resolve_tracking_uri, runs_url
 
@@ -66,6 +68,7 @@ def check_data(runs: list[RunSpec], base_dir: Path | None = None,
     unreadable image fails the suite under 'error'). scans: data key -> (scan report, paths to
     skip); fingerprints: data key -> DatasetFingerprint."""
     folders: dict[str, RunSpec] = {}
+    classes_of: dict[str, list[str]] = {}
     for run in runs:
         data = run.config.data
         if data.source != "folder" or _data_key(run) in folders:
@@ -73,6 +76,8 @@ def check_data(runs: list[RunSpec], base_dir: Path | None = None,
         _, _, classes, _ = build_datasets(data, base_dir=base_dir)
         check_num_classes(data, len(classes))
         folders[_data_key(run)] = run
+        classes_of[_data_key(run)] = classes
+    check_taxonomies(runs, classes_of, echo)
     fingerprints = data_fingerprints(runs, base_dir, echo)
     scans: dict[str, tuple[object, frozenset[str]]] = {}
     for run in runs:
@@ -80,6 +85,27 @@ def check_data(runs: list[RunSpec], base_dir: Path | None = None,
         if key not in scans:
             scans[key] = check_dataset_images(run.config.data, base_dir) if key in folders else (None, frozenset())
     return scans, fingerprints
+
+
+def check_taxonomies(runs: list[RunSpec], classes_of: dict[str, list[str]], echo: Printer = print) -> None:
+    """Every run's taxonomy read and checked against its classes (and its head's ranks) before
+    anything trains: a bad row is one line naming the file and row. Each tree is described once."""
+    checked: set[tuple] = set()
+    described: set[tuple] = set()
+    for run in runs:
+        cfg = run.config
+        key = (_data_key(run), cfg.data.taxonomy, repr(cfg.model.head.rank_weights))
+        if key in checked or (cfg.data.taxonomy is None and cfg.data.synthetic.hierarchy is None):
+            continue
+        checked.add(key)
+        classes = classes_of.get(_data_key(run)) or [str(c) for c in range(cfg.data.synthetic.num_classes)]
+        try:
+            tree = run_taxonomy(cfg, classes)
+        except BioclfError as exc:
+            raise BioclfError(f"variant {run.variant}: {exc}") from None
+        if tree is not None and key[:2] not in described:
+            described.add(key[:2])
+            echo(f"data: taxonomy {describe_taxonomy(tree)}")
 
 
 def data_fingerprints(runs: list[RunSpec], base_dir: Path | None, echo: Printer) -> dict[str, object]:

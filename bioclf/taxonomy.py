@@ -57,6 +57,15 @@ class Taxonomy:
         codes = pd.factorize(self.table[rank])[0]
         return codes[np.asarray(labels)]
 
+    def rank_sizes(self) -> dict[str, int]:
+        """Number of distinct values per rank (the class rank: the number of classes)."""
+        return {rank: int(self.table[rank].nunique()) for rank in self.ranks}
+
+    def write_csv(self, path: str | Path) -> Path:
+        """The tree as ``read_taxonomy`` reads it (one row per class, label order)."""
+        self.table.to_csv(path, index=False)
+        return Path(path)
+
     def summary(self) -> pd.DataFrame:
         """Per rank above the class: how many values, and how many hold a single class."""
         rows = []
@@ -65,6 +74,53 @@ class Taxonomy:
             rows.append({"rank": rank, "values": len(sizes), "singletons": int((sizes == 1).sum()),
                          "largest": int(sizes.max())})
         return pd.DataFrame(rows)
+
+
+def describe_taxonomy(tree: Taxonomy) -> str:
+    """One line: the ranks, with how many values each has and how many hold a single class."""
+    parts = [f"{len(tree.classes)} classes"]
+    for _, row in tree.summary().iterrows():
+        alone = f", {row['singletons']} with one class" if row["singletons"] else ""
+        parts.append(f"{row['values']} {row['rank']} values{alone}")
+    return f"{' -> '.join(tree.ranks)}: " + "; ".join(parts)
+
+
+def synthetic_taxonomy(num_classes: int, hierarchy: list[int]) -> Taxonomy:
+    """The tree of the generated dataset (``data.synthetic.hierarchy``): class c in genus
+    ``g{c // s1}``, genus g in family ``f{g // s2}``, ... (bioclf.data.synthetic draws siblings alike)."""
+    from bioclf.spec.schema import synthetic_ranks
+
+    ranks = synthetic_ranks(hierarchy)
+    codes = np.arange(num_classes)
+    columns = {CLASS: [str(c) for c in codes]}
+    for rank, size in zip(ranks[1:], hierarchy):
+        codes = codes // size
+        columns[rank] = [f"{rank[0]}{g}" for g in codes]
+    return Taxonomy(ranks, pd.DataFrame(columns))
+
+
+def run_taxonomy(cfg, classes: list[str]) -> Taxonomy | None:
+    """The taxonomy of a run (a RunConfig) over ``classes`` (folder names in label order):
+    ``data.taxonomy``'s file, else the generated tree of a synthetic hierarchy, else None.
+    BioclfError (naming the key, the file and the row) when the file does not fit the classes
+    or ``model.head.rank_weights`` names a rank it does not have."""
+    from bioclf.spec.schema import check_rank_weights
+
+    data = cfg.data
+    if data.taxonomy is not None:
+        try:
+            tree = read_taxonomy(data.taxonomy, classes)
+        except BioclfError as exc:
+            raise BioclfError(f"data.taxonomy: {exc}") from None
+    elif data.source == "synthetic" and data.synthetic.hierarchy is not None:
+        tree = synthetic_taxonomy(len(classes), data.synthetic.hierarchy)
+    else:
+        return None
+    try:
+        check_rank_weights(cfg.model.head.rank_weights, tree.ranks, data.taxonomy or "data.synthetic.hierarchy")
+    except ValueError as exc:
+        raise BioclfError(str(exc)) from None
+    return tree
 
 
 def read_taxonomy(path: str | Path, classes: list[str]) -> Taxonomy:
@@ -78,7 +134,13 @@ def read_taxonomy(path: str | Path, classes: list[str]) -> Taxonomy:
         raise BioclfError(f"{where}: no such taxonomy file") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise BioclfError(f"{where}: not a CSV ({str(exc).splitlines()[0]})") from None
-    ranks = tuple(c.strip() for c in raw.columns)
+    return parse_taxonomy(raw, classes, where)
+
+
+def parse_taxonomy(raw: pd.DataFrame, classes: list[str], where: str) -> Taxonomy:
+    """``read_taxonomy`` of a CSV already read as strings (``dtype=str, keep_default_na=False``);
+    ``where`` names it in the messages."""
+    ranks = tuple(str(c).strip() for c in raw.columns)
     if not ranks or ranks[0] != CLASS or len(ranks) < 2:
         raise BioclfError(f"{where}: the header must name the ranks from the class upward, first '{CLASS}' "
                           f"(e.g. class,genus,family); got {','.join(ranks) or 'nothing'}")

@@ -86,8 +86,12 @@ _SHAPE_LIST = tuple(SHAPES.values())
 
 # --- class looks --------------------------------------------------------------------------
 
-def class_look(label: int) -> tuple[Callable, tuple[float, float, float], tuple[float, float, float]]:
-    """(shape, background HSV, foreground HSV) of class ``label``: a fixed function of it."""
+def class_look(label: int, hierarchy: tuple[int, ...] | None = None
+               ) -> tuple[Callable, tuple[float, float, float], tuple[float, float, float]]:
+    """(shape, background HSV, foreground HSV) of class ``label``: a fixed function of it (and of
+    the tree, with ``hierarchy``: see ``_tree_look``)."""
+    if hierarchy:
+        return _tree_look(label, hierarchy)
     # Shifting the shape by one per round of shapes keeps classes c and c + 8 (the closest
     # hues of the golden-ratio sequence at small K) from also sharing a shape.
     rounds = label // len(_SHAPE_LIST)
@@ -97,6 +101,24 @@ def class_look(label: int) -> tuple[Callable, tuple[float, float, float], tuple[
     saturation = (0.55, 0.9)[(label // 3) % 2]
     # Complementary hue, nudged per round of shapes; dark on light backgrounds and vice versa.
     fg_hue = (hue + 0.5 + 0.12 * (rounds % 3 - 1)) % 1.0
+    fg_value = 0.25 if value >= 0.7 else 0.95
+    return shape, (hue, saturation, value), (fg_hue, 0.8, fg_value)
+
+
+def _tree_look(label: int, hierarchy: tuple[int, ...]):
+    """Looks that follow the tree (``data.synthetic.hierarchy``): a genus owns a background hue
+    (golden-ratio spread over genera) and the siblings in it differ only by shape and a hue nudge
+    of 0.02, so colour tells the genus and only the shape tells the species; the family sets the
+    brightness, so genera of one family look more alike than genera of two. A model's mistakes
+    then fall mostly inside a genus, as with real species."""
+    per_genus = hierarchy[0]
+    genus, sibling = divmod(label, per_genus)
+    family = genus // hierarchy[1] if len(hierarchy) > 1 else genus
+    shape = _SHAPE_LIST[(sibling + genus) % len(_SHAPE_LIST)]
+    hue = (genus * _GOLDEN + 0.02 * (sibling - (per_genus - 1) / 2)) % 1.0
+    value = (0.85, 0.5, 0.7)[family % 3]
+    saturation = (0.55, 0.9)[genus % 2]
+    fg_hue = (hue + 0.5) % 1.0
     fg_value = 0.25 if value >= 0.7 else 0.95
     return shape, (hue, saturation, value), (fg_hue, 0.8, fg_value)
 
@@ -116,14 +138,15 @@ def _rgb(hue: float, saturation: float, value: float) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(hue % 1.0, _unit(saturation), _unit(value)), dtype=np.float32)
 
 
-def render(label: int, size: int, rng: np.random.Generator, difficulty: float = 0.0) -> np.ndarray:
+def render(label: int, size: int, rng: np.random.Generator, difficulty: float = 0.0,
+           hierarchy: tuple[int, ...] | None = None) -> np.ndarray:
     """One HxWx3 uint8 image of class ``label``, its jitter drawn from ``rng``.
 
     ``difficulty`` widens the background colour jitter until neighbouring classes overlap
     (hue spread up to +-0.25, value up to +-0.3) and raises the pixel noise, so that colour
     alone no longer separates the classes and accuracy stays below 100% for a few epochs.
     """
-    shape, (hue, sat, val), (fg_hue, fg_sat, fg_val) = class_look(label)
+    shape, (hue, sat, val), (fg_hue, fg_sat, fg_val) = class_look(label, hierarchy)
     jitter = rng.uniform(-1.0, 1.0, size=6)
     d = float(difficulty)
     background = _rgb(hue + (0.015 + 0.25 * d) * jitter[0], sat + (0.05 + 0.3 * d) * jitter[1],
@@ -193,7 +216,9 @@ class SyntheticDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"synthetic {self.split} index {index} out of range 0..{len(self) - 1}")
         rng = np.random.default_rng(np.random.SeedSequence((*self._entropy, index)))
-        return Image.fromarray(render(self._labels[index], self.size, rng, getattr(self.cfg, "difficulty", 0.0)))
+        hierarchy = getattr(self.cfg, "hierarchy", None)
+        return Image.fromarray(render(self._labels[index], self.size, rng, getattr(self.cfg, "difficulty", 0.0),
+                                      tuple(hierarchy) if hierarchy else None))
 
     def __getitem__(self, index: int):
         image = self.image(index)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # types only: the schema imports these registries
     import torch.nn as nn
 
     from bioclf.spec.schema import LossConfig, OptimizerConfig, SchedulerConfig
+    from bioclf.taxonomy import Taxonomy
 
 LOSSES = Registry("loss")
 OPTIMIZERS = Registry("optimizer")
@@ -28,14 +29,42 @@ SCHEDULERS = Registry("scheduler")
 
 
 @LOSSES.register("cross_entropy")
-def cross_entropy(cfg: LossConfig) -> nn.Module:
+def cross_entropy(cfg: LossConfig, tree: Taxonomy | None) -> nn.Module:
     import torch.nn as nn
 
     return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
 
-def build_loss(cfg: LossConfig) -> nn.Module:
-    return LOSSES.get(cfg.name)(cfg)
+@LOSSES.register("soft_labels")
+def soft_labels(cfg: LossConfig, tree: Taxonomy | None) -> nn.Module:
+    from bioclf.engine.hierarchy import SoftLabelLoss
+
+    return SoftLabelLoss(_needs(tree, cfg), cfg.soft_labels_beta, cfg.label_smoothing)
+
+
+@LOSSES.register("hxe")
+def hxe(cfg: LossConfig, tree: Taxonomy | None) -> nn.Module:
+    from bioclf.engine.hierarchy import HXELoss
+
+    return HXELoss(_needs(tree, cfg), cfg.hxe_alpha, cfg.label_smoothing)
+
+
+def _needs(tree: Taxonomy | None, cfg: LossConfig) -> Taxonomy:
+    if tree is None:  # the schema refuses such a config; this guards direct calls
+        raise ValueError(f"loss {cfg.name} needs a class taxonomy (data.taxonomy)")
+    return tree
+
+
+def build_loss(cfg: LossConfig, tree: Taxonomy | None = None,
+               rank_weights: dict[str, float] | None = None) -> nn.Module:
+    """The run's loss; with ``rank_weights`` (model.head.rank_weights), the hierarchical head's
+    sum over its outputs, the class output's term being this loss."""
+    loss = LOSSES.get(cfg.name)(cfg, tree)
+    if rank_weights is None:
+        return loss
+    from bioclf.engine.hierarchy import RankHeadLoss
+
+    return RankHeadLoss(loss, _needs(tree, cfg), rank_weights, cfg.label_smoothing)
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:

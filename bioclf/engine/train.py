@@ -51,6 +51,8 @@ from bioclf.engine.optim import build_loss, build_optimizer, build_scheduler, cu
 from bioclf.errors import BioclfError, RunFailed
 from bioclf.faults import kill_point
 from bioclf.models import build_model, check_param_budget, count_params
+from bioclf.models.catalog import head_rank_sizes
+from bioclf.taxonomy import Taxonomy, run_taxonomy
 from bioclf.tracking import contract
 
 if TYPE_CHECKING:  # type only: the engine takes a config, it does not import the schema
@@ -137,7 +139,8 @@ def train_one_epoch(
             after_step()
         batch = labels.shape[0]
         loss_sum += loss.detach().double() * batch
-        correct += (logits.detach().argmax(1) == labels).sum()
+        # A hierarchical head also returns its ranks' logits after the class ones (RankHead).
+        correct += (logits.detach()[:, :data.num_classes].argmax(1) == labels).sum()
         seen += batch
         steps += 1
         bar.update(batch)
@@ -333,7 +336,8 @@ def train(
         data = build_loaders(cfg.data, seed=cfg.train.seed, device_type=device.type, base_dir=base_dir,
                              exclude=exclude, batch_transforms=True, rank=ctx.rank, world=ctx.world)
         check_num_classes(cfg.data, data.num_classes)
-        return _train(cfg, logger, Path(workdir), data, device, quiet=quiet, resume=resume)
+        tree = run_taxonomy(cfg, data.classes)
+        return _train(cfg, logger, Path(workdir), data, device, quiet=quiet, resume=resume, tree=tree)
     finally:
         if data is not None:
             shutdown_loader(data.train)
@@ -374,20 +378,20 @@ class _Parts:
 
 
 def _train(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, device: torch.device, *,
-           quiet: bool, resume: bool) -> TrainResult:
+           quiet: bool, resume: bool, tree: Taxonomy | None = None) -> TrainResult:
     # Under DDP every rank trains and evaluates; rank 0 alone writes files and logs (module
     # docstring of bioclf.engine.distributed). Decisions that depend on files come from rank 0.
     ctx = current()
     if ctx.is_main:
         (workdir / contract.CHECKPOINTS_DIR).mkdir(parents=True, exist_ok=True)
         (workdir / contract.PREDICTIONS_DIR).mkdir(exist_ok=True)
-    parts = _build_parts(cfg, data, device, ctx)
+    parts = _build_parts(cfg, data, device, ctx, tree)
     if ctx.enabled and cfg.data.resize_cache:  # any rank may have built part of the cache
         data.resized_now = int(ctx.sum_(torch.tensor(float(data.resized_now), device=device,
                                                      dtype=torch.float64)).item())
     if ctx.is_main:  # on every start: a resumed run may continue on another kind of device
         logger.log_tags(start_tags(data))
-    progress = _start(cfg, logger, workdir, data, parts, device, resume, ctx)
+    progress = _start(cfg, logger, workdir, data, parts, device, resume, ctx, tree)
 
     show = cfg.train.progress and not quiet and ctx.is_main
     stopper = parts.stopper
@@ -409,9 +413,13 @@ def _train(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, d
                    stopped_early)
 
 
-def _build_parts(cfg: RunConfig, data: DataBundle, device: torch.device, ctx: Dist) -> _Parts:
-    """The model (budget checked, on the device, wrapped for DDP / compile) and its optimisation."""
-    model = build_model(cfg.model, data.num_classes)
+def _build_parts(cfg: RunConfig, data: DataBundle, device: torch.device, ctx: Dist,
+                 tree: Taxonomy | None = None) -> _Parts:
+    """The model (budget checked, on the device, wrapped for DDP / compile) and its optimisation.
+    ``tree``: the run's taxonomy (taxonomy-aware losses, a hierarchical head), or None."""
+    rank_weights = cfg.model.head.rank_weights
+    rank_sizes = head_rank_sizes(rank_weights, tree.rank_sizes(), tree.ranks) if tree is not None else ()
+    model = build_model(cfg.model, data.num_classes, rank_sizes=rank_sizes)
     counts = count_params(model)
     check_param_budget(cfg.model, counts)
     if ctx.enabled and cfg.train.sync_batchnorm:
@@ -423,7 +431,7 @@ def _build_parts(cfg: RunConfig, data: DataBundle, device: torch.device, ctx: Di
     dtype = amp_dtype(cfg.train.amp, device)
     opt = build_optimizer(model, cfg.optimizer)
     return _Parts(model=model, step_model=step_model, eval_model=eval_model, counts=counts, dtype=dtype,
-                  loss_fn=build_loss(cfg.loss), opt=opt,
+                  loss_fn=build_loss(cfg.loss, tree, rank_weights).to(device), opt=opt,
                   scheduler=build_scheduler(opt, cfg.scheduler, cfg.train.epochs),
                   scaler=torch.amp.GradScaler("cuda") if dtype == torch.float16 else None,
                   stopper=EarlyStopping(cfg.early_stopping),
@@ -431,7 +439,7 @@ def _build_parts(cfg: RunConfig, data: DataBundle, device: torch.device, ctx: Di
 
 
 def _start(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, parts: _Parts, device: torch.device,
-           resume: bool, ctx: Dist) -> _Progress:
+           resume: bool, ctx: Dist, tree: Taxonomy | None = None) -> _Progress:
     """The progress to continue from: the last checkpoint's (its epochs replayed to the logger,
     which skips those the store has), else a fresh start (config and classes logged)."""
     last_path = workdir / contract.LAST_CHECKPOINT
@@ -446,6 +454,8 @@ def _start(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, p
         _write_classes(data, workdir / contract.CLASSES)
         logger.log_artifact(workdir / contract.CONFIG)
         logger.log_artifact(workdir / contract.CLASSES)
+        if tree is not None:  # the tree the run trained with, for the report (data.taxonomy may move)
+            logger.log_artifact(tree.write_csv(workdir / contract.TAXONOMY))
     return _Progress()
 
 

@@ -40,17 +40,19 @@ def count_params(model: nn.Module) -> ParamCount:
     )
 
 
-def build_model(cfg: "ModelConfig", num_classes: int, *, load_weights: bool = True) -> Classifier:
+def build_model(cfg: "ModelConfig", num_classes: int, *, load_weights: bool = True,
+                rank_sizes: tuple[int, ...] = ()) -> Classifier:
     """The classifier of a run. ``load_weights=False`` builds the architecture only (for
-    counting parameters, or before a checkpoint is loaded)."""
+    counting parameters, or before a checkpoint is loaded). ``rank_sizes``: the extra outputs of
+    a hierarchical head (``head_rank_sizes``)."""
     weights = resolve_weights(cfg) if (cfg.pretrained and load_weights) else None
     backbone, features = build_backbone(cfg.backbone, weights=weights)
-    return Classifier(backbone, build_head(cfg.head, features, num_classes))
+    return Classifier(backbone, build_head(cfg.head, features, num_classes, rank_sizes))
 
 
-def model_param_count(cfg: "ModelConfig", num_classes: int) -> ParamCount:
+def model_param_count(cfg: "ModelConfig", num_classes: int, rank_sizes: tuple[int, ...] = ()) -> ParamCount:
     """Exact counts by the catalog's formula (no model built; tests compare it with a build)."""
-    return param_count(cfg, num_classes)
+    return param_count(cfg, num_classes, rank_sizes)
 
 
 def weights_cache_path(weights) -> Path:

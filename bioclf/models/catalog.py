@@ -67,11 +67,20 @@ def head_param_count(cfg: "HeadConfig", in_features: int, num_classes: int) -> i
     return count + (2 * h if cfg.batchnorm else 0)
 
 
-def param_count(cfg: "ModelConfig", num_classes: int) -> ParamCount:
-    """Exact parameter counts of backbone + head (every parameter trains)."""
+def param_count(cfg: "ModelConfig", num_classes: int, rank_sizes: tuple[int, ...] = ()) -> ParamCount:
+    """Exact parameter counts of backbone + head (every parameter trains). ``rank_sizes``: the
+    extra outputs of a hierarchical head, each a Linear on the class output's input."""
     info = BACKBONES_INFO[cfg.backbone]
     total = info.trunk_params + head_param_count(cfg.head, info.features, num_classes)
+    last_in = cfg.head.hidden_dim or info.features
+    total += sum((last_in + 1) * size for size in rank_sizes)
     return ParamCount(total=total, trainable=total)
+
+
+def head_rank_sizes(rank_weights: dict[str, float] | None, sizes: dict[str, int], ranks: tuple[str, ...]) -> tuple[int, ...]:
+    """The extra outputs of a hierarchical head: the number of values of each rank named in
+    ``rank_weights`` besides the class, in the taxonomy's rank order."""
+    return tuple(sizes[rank] for rank in ranks[1:] if rank in (rank_weights or {}))
 
 
 def check_param_budget(cfg: "ModelConfig", count: ParamCount) -> None:

@@ -97,6 +97,11 @@ HASH_DEFAULTS: dict[str, Any] = {
     "data.mixup": None,
     "data.cutmix": None,
     "train.ema": None,
+    "data.taxonomy": None,
+    "data.synthetic.hierarchy": None,
+    "model.head.rank_weights": None,
+    "loss.soft_labels_beta": 10.0,
+    "loss.hxe_alpha": 0.1,
 }
 
 # Defaults that moved away from their HASH_DEFAULTS entry: key -> (entry, new default, why).
@@ -124,8 +129,23 @@ def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def hashed_values(cfg: RunConfig) -> dict[str, Any]:
-    """Every hashed field of ``cfg``, flattened with dots, as JSON values."""
-    return {k: v for k, v in flatten(config_dict(cfg)).items() if k not in UNHASHED_FIELDS}
+    """Every hashed field of ``cfg``, flattened with dots, as JSON values. ``data.taxonomy`` is
+    hashed by the file's content, not its path: an edited tree trains differently, a moved one
+    does not."""
+    values = {k: v for k, v in flatten(config_dict(cfg)).items() if k not in UNHASHED_FIELDS}
+    if values.get("data.taxonomy") is not None:
+        values["data.taxonomy"] = file_digest(values["data.taxonomy"])
+    return values
+
+
+def file_digest(path: str) -> str:
+    """``sha256:<16 hex digits>`` of a file's bytes; the path itself when it cannot be read (the
+    check before training then says what is wrong with it)."""
+    try:
+        with open(path, "rb") as handle:
+            return "sha256:" + hashlib.sha256(handle.read()).hexdigest()[:16]
+    except OSError:
+        return path
 
 
 def _digest(values: dict[str, Any], prefix: str = "") -> str:

@@ -146,7 +146,7 @@ def load_chain(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     raw = read_yaml(path)
     _check_top_level(raw, path)
     parent_ref = raw.pop("extends", None)
-    raw = _absolutise_data_root(raw, path.parent)
+    raw = _absolutise_data_paths(raw, path.parent)
     if parent_ref is None:
         return raw
     if not isinstance(parent_ref, str):
@@ -167,13 +167,18 @@ def _check_top_level(raw: dict[str, Any], path: Path) -> None:
             raise BioclfError(f"{path}: unknown key {key!r}{_did_you_mean(str(key), valid)}")
 
 
-def _absolutise_data_root(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
-    # Relative data roots are relative to the file that names them, so specs can move with
+DATA_PATHS = ("root", "taxonomy")  # data.* paths read relative to the spec file that names them
+
+
+def _absolutise_data_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    # Relative data paths are relative to the file that names them, so specs can move with
     # their dataset and a spec extended from another folder still finds the data.
     data = raw.get("data")
-    if isinstance(data, dict) and isinstance(data.get("root"), str) and not Path(data["root"]).is_absolute():
-        raw = copy.deepcopy(raw)
-        raw["data"]["root"] = str((base_dir / data["root"]).resolve())
+    for key in DATA_PATHS:
+        if isinstance(data, dict) and isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
+            raw = copy.deepcopy(raw)
+            raw["data"][key] = str((base_dir / data[key]).resolve())
+            data = raw["data"]
     return raw
 
 
@@ -262,7 +267,7 @@ def load_suite(
         raise BioclfError(f"{where}: name: must be a string")
     variants = _variants(variants_raw, where)
     baseline = _baseline(baseline_raw, variants, where)
-    cli = _absolutise_data_root(expand_dotted(overrides or {}), Path.cwd())
+    cli = _absolutise_data_paths(expand_dotted(overrides or {}), Path.cwd())
     seeds = _seeds(seeds if seeds is not None else seeds_raw, merged, cli, where)
     runs = [_run_spec(vname, vover, seed, merged, cli, path) for vname, vover in variants.items() for seed in seeds]
     suite_blob = json.dumps([name, [(r.variant, r.seed, r.config_hash) for r in runs]])
@@ -314,7 +319,7 @@ def _seeds(seeds, merged: dict, cli: dict, where: str) -> list[int]:
 
 def _run_spec(vname: str, vover: dict, seed: int, merged: dict, cli: dict, path: Path) -> RunSpec:
     """One variant x seed: base, then the variant's overrides, then ``--set``, then the seed."""
-    over = _absolutise_data_root(expand_dotted(vover), path.parent.resolve())
+    over = _absolutise_data_paths(expand_dotted(vover), path.parent.resolve())
     raw = deep_merge(deep_merge(deep_merge(merged, over), cli), {"train": {"seed": seed}})
     cfg = validate_config(raw, f"{path}: variants.{vname}" if vover else str(path))
     return RunSpec(vname, seed, cfg, hash_config(cfg), legacy_hash(cfg))

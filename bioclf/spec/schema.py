@@ -45,6 +45,22 @@ class SyntheticConfig(Strict):
         description="0: classes told apart by colour alone; towards 1: colours overlap between classes, "
         "more noise and clutter, so a model must use the shapes and ablation rows differ.",
     )
+    hierarchy: list[int] | None = Field(
+        None,
+        description="A class tree, as group sizes from the class upward: [3, 2] puts classes 0-2 in genus g0, "
+        "3-5 in g1, ... and genera g0-g1 in family f0 (ranks named genus, family, order). Siblings share a "
+        "background hue and differ in shape, so most mistakes stay inside a genus. The tree is the run's "
+        "taxonomy unless data.taxonomy names a file. null: no tree.",
+    )
+
+    @field_validator("hierarchy")
+    @classmethod
+    def _group_sizes(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and not 1 <= len(value) <= 3:
+            raise ValueError("data.synthetic.hierarchy: 1 to 3 group sizes (genus, family, order)")
+        if value is not None and any(size < 2 for size in value):
+            raise ValueError("data.synthetic.hierarchy: every group size must be at least 2")
+        return value
 
 
 class MixConfig(Strict):
@@ -67,6 +83,12 @@ class DataConfig(Strict):
     )
     class_names_file: str | None = Field(
         None, description="Optional file with one display name per line, in label order (relative: to root)."
+    )
+    taxonomy: str | None = Field(
+        None, description="A class tree as CSV (relative paths: to the spec file): a header naming the ranks from "
+        "the class upward (class,genus,family), one row per class folder. Checked before training (every class "
+        "once, one parent per value), hashed by content, logged as taxonomy.csv; needed by the taxonomy-aware "
+        "losses and model.head.rank_weights, and read by bioclf-report's Table 7. See docs/taxonomy.md.",
     )
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     train_transforms: list[Any] = Field(
@@ -145,6 +167,26 @@ class HeadConfig(Strict):
     dropout_in: float = Field(0.3, ge=0.0, lt=1.0, description="Dropout on the pooled features.")
     dropout_hidden: float = Field(0.5, ge=0.0, lt=1.0, description="Dropout after the hidden layer.")
     batchnorm: bool = Field(True, description="BatchNorm1d after the hidden activation.")
+    rank_weights: dict[str, float] | None = Field(
+        None,
+        description="A hierarchical head, e.g. {class: 1.0, genus: 0.5, family: 0.25}: besides the class "
+        "output, one linear output per named rank of the taxonomy on the same features; the training loss is "
+        "the weighted sum of each output's loss (the class output's is loss.name, the others cross-entropy "
+        "with loss.label_smoothing), and predictions come from the class output. null: the class output only.",
+    )
+
+    @field_validator("rank_weights")
+    @classmethod
+    def _weights(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return value
+        if value.get("class", 0) <= 0:
+            raise ValueError("model.head.rank_weights: needs 'class' with a weight above 0 (predictions come "
+                             "from the class output), e.g. {class: 1.0, genus: 0.5}")
+        negative = [k for k, w in value.items() if w < 0]
+        if negative:
+            raise ValueError(f"model.head.rank_weights: weights must be at least 0; {negative[0]} is {value[negative[0]]}")
+        return value
 
     @model_validator(mode="after")
     def _hidden_only_options(self) -> "HeadConfig":
@@ -191,7 +233,15 @@ class LossConfig(Strict):
     """Training loss."""
 
     name: str = Field("cross_entropy", description="A loss from the registry.")
-    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0, description="Label smoothing of the cross entropy.")
+    label_smoothing: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Label smoothing: the target is mixed with a uniform distribution (every "
+        "loss, and each output of a hierarchical head).")
+    soft_labels_beta: float = Field(
+        10.0, gt=0.0, description="soft_labels: target softmax(-beta * d(y, c) / d_max) over classes c, d the "
+        "height of the lowest common ancestor in the taxonomy (Bertinetto et al. 2020); larger is closer to one-hot.")
+    hxe_alpha: float = Field(
+        0.1, ge=0.0, description="hxe: hierarchical cross-entropy, the term of the tree edge above a node of "
+        "height h weighted exp(-alpha * h) (0: plain cross-entropy; larger: coarse ranks matter more).")
 
     @field_validator("name")
     @classmethod
@@ -313,6 +363,15 @@ class EvaluationConfig(Strict):
     )
 
 
+TREE_LOSSES = ("soft_labels", "hxe")  # losses that need a taxonomy
+SYNTHETIC_RANKS = ("class", "genus", "family", "order")  # the generated tree's rank names
+
+
+def synthetic_ranks(hierarchy: list[int]) -> tuple[str, ...]:
+    """The rank names of a data.synthetic.hierarchy: the class, then one per group size."""
+    return SYNTHETIC_RANKS[: len(hierarchy) + 1]
+
+
 class RunConfig(Strict):
     """The resolved config of one run (one variant x one seed)."""
 
@@ -325,6 +384,27 @@ class RunConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    @model_validator(mode="after")
+    def _tree_for_tree_options(self) -> "RunConfig":
+        data = self.data
+        has_tree = data.taxonomy is not None or (data.source == "synthetic" and data.synthetic.hierarchy is not None)
+        wants = [key for key, on in (("loss.name: " + self.loss.name, self.loss.name in TREE_LOSSES),
+                                     ("model.head.rank_weights", self.model.head.rank_weights is not None)) if on]
+        if wants and not has_tree:
+            raise ValueError(f"{wants[0]} needs a class taxonomy: set data.taxonomy to a CSV (header class,genus,...)")
+        if data.taxonomy is None and data.source == "synthetic" and data.synthetic.hierarchy is not None:
+            check_rank_weights(self.model.head.rank_weights, synthetic_ranks(data.synthetic.hierarchy),
+                               "data.synthetic.hierarchy")
+        return self
+
+
+def check_rank_weights(weights: dict[str, float] | None, ranks: tuple[str, ...], where: str) -> None:
+    """ValueError when model.head.rank_weights names a rank the taxonomy does not have."""
+    unknown = [rank for rank in (weights or {}) if rank not in ranks]
+    if unknown:
+        raise ValueError(f"model.head.rank_weights: {unknown[0]!r} is not a rank of the taxonomy ({where}); "
+                         f"its ranks: {', '.join(ranks)}")
 
 
 # Fields that change how fast or where a run happens, never what it computes: left out of

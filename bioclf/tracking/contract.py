@@ -67,6 +67,7 @@ SUITE_MANIFEST = "suite.json"
 REPORT_DIR = "report"
 CONFIG = "config.yaml"
 CLASSES = "classes.csv"
+TAXONOMY = "taxonomy.csv"
 HISTORY = "history.csv"
 PREDICTIONS_DIR = "predictions"
 PREDICTIONS = f"{PREDICTIONS_DIR}/val.csv"
@@ -188,6 +189,8 @@ CONDITIONAL_ROWS = (
 ARTIFACT_ROWS = (
     ((CONFIG,), "the resolved config of the run"),
     ((CLASSES,), "`label,folder,name`: label index, class folder, display name"),
+    ((TAXONOMY,), "with a taxonomy (`data.taxonomy` or `data.synthetic.hierarchy`): the class tree the run trained "
+                  "with, `class,<rank>,...`, one row per class in label order; the report's Table 7 reads it"),
     ((HISTORY,), "`epoch` and every per-epoch metric above, one row per epoch"),
     ((PREDICTIONS,), "one row per validation image, of the best checkpoint: `path,label,pred,top5,p_label,p_pred` "
                      "(`top5`: space-separated labels, best first; `p_label`: probability of the true label; "

@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--on-bad-image", choices=("error", "skip"), default="error",
                      help="what a run would do with unreadable train/val images (data.on_bad_image): 'error' "
                           "(default) makes them a problem, exit 2, as run does; 'skip' a warning")
+    chk.add_argument("--taxonomy", type=Path, metavar="CSV", help="also check a class tree (data.taxonomy: header "
+                     "class,genus,...; one row per class folder) and show its ranks, values and singletons")
     chk.add_argument("--quiet", action="store_true", help="no progress bar")
 
     pred = sub.add_parser("predict", parents=[common], help="predict a flat image folder with a tracked run; "
@@ -413,12 +415,23 @@ def cmd_check_data(args) -> int:
     finally:
         if bar is not None:
             bar.close()
+    tree = None
+    if args.taxonomy is not None:
+        from bioclf.taxonomy import describe_taxonomy, read_taxonomy
+
+        tree = read_taxonomy(args.taxonomy, report.classes)  # BioclfError: one line naming the row, exit 2
+    as_dict = report.to_dict()
+    if tree is not None:
+        as_dict["taxonomy"] = {"file": str(args.taxonomy), "ranks": list(tree.ranks),
+                               "per_rank": tree.summary().to_dict(orient="records")}
     if args.json_file == "-":
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps(as_dict, indent=2))
     else:
         print(report.summary_text())
+        if tree is not None:
+            print(f"taxonomy: {describe_taxonomy(tree)}")
     if args.json_file and args.json_file != "-":
-        Path(args.json_file).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+        Path(args.json_file).write_text(json.dumps(as_dict, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.json_file}", file=sys.stderr)
     if args.out:
         written = report.write(args.out)
@@ -462,6 +475,9 @@ def cmd_fetch_data(args) -> int:
     print(f"train on it: bioclf-exp run SPEC --set data.source=folder --set data.root={result.dest} "
           f"--set data.num_classes={result.num_classes}"
           + (" --set data.class_names_file=classes.txt" if (result.dest / "classes.txt").exists() else ""))
+    if (result.dest / "taxonomy.csv").exists():
+        tree = result.dest / "taxonomy.csv"
+        print(f"its class tree: --set data.taxonomy={tree} (taxonomy_ablation.yaml; or bioclf-report --taxonomy {tree})")
     return EXIT_OK
 
 

@@ -7,7 +7,9 @@ the files out as::
     DEST/train/<label>/<image>   DEST/val/<label>/<image>   DEST/test/<image>   (flat, unlabeled)
     DEST/classes.txt             one display name per line, in label order (data.class_names_file)
     DEST/test_labels.csv         image_name,label of the test split (to score a prediction CSV)
-    DEST/.bioclf-fetch.json      what was fetched, from where, and how many files per split
+    DEST/taxonomy.csv            the class tree, where the dataset defines one (table below)
+    DEST/.bioclf-fetch.json      what was fetched, from where, how many files per split, and
+                                 "taxonomy_file": "taxonomy.csv" or null
 
 Class folders are the integers 0..K-1 (the label). Files are hard links to the download (no
 extra disk space; a copy where linking is not possible, or with ``copy=True``): the download is
@@ -16,11 +18,22 @@ DEST only when complete, so an interrupted fetch leaves no half dataset.
 
 Datasets (``DATASETS``):
 
-| name | classes | train / val / test | source |
-|---|---|---|---|
-| flowers102 | 102 | 1,020 / 1,020 / 6,149 | Oxford 102 Flowers, the official splits (setid.mat) |
-| oxford_pets | 37 | 80% / 20% of trainval (per class, seeded) / 3,669 | Oxford-IIIT Pet |
-| fgvc_aircraft | 100 variants | 3,334 / 3,333 / 3,333 | FGVC-Aircraft 2013b, the official splits |
+| name | classes | train / val / test | source | taxonomy.csv |
+|---|---|---|---|---|
+| flowers102 | 102 | 1,020 / 1,020 / 6,149 | Oxford 102 Flowers, the official splits (setid.mat) | none |
+| oxford_pets | 37 | 80% / 20% of trainval (per class, seeded) / 3,669 | Oxford-IIIT Pet | class,species |
+| fgvc_aircraft | 100 variants | 3,334 / 3,333 / 3,333 | FGVC-Aircraft 2013b, the official splits | class,family,manufacturer |
+
+``taxonomy.csv`` is the CSV that ``bioclf.taxonomy.read_taxonomy`` reads: a header naming the
+ranks from the class upward, then one row per class in label order, ``class`` being the class
+folder name (``0``..``K-1``). The other cells keep the dataset's own names (``Boeing 737``,
+``Boeing``, ``cat``), joined per image from its annotation files (FGVC: images_family_*.txt and
+images_manufacturer_*.txt; Pet: annotations/list.txt, SPECIES 1 = cat, 2 = dog). A class with
+two parents, or a name at two ranks, is an error naming the files (the tree would not be one),
+never a guess. A download without those files (an older FGVC archive without the family /
+manufacturer lists, a Pet download without list.txt) is laid out without taxonomy.csv. Use it
+with ``data.taxonomy: DEST/taxonomy.csv`` in a spec (an absolute path: relative ones are read
+from the spec's folder) or ``bioclf-report --taxonomy DEST/taxonomy.csv``.
 
 iNaturalist is left out: its smallest torchvision version ("2021_train_mini") is a 42 GB
 download of 10,000 classes, no quick table. Without network access the download fails with one
@@ -29,6 +42,7 @@ line saying where to put the files (downloaded on another machine) so that the n
 
 from __future__ import annotations
 
+import csv
 import errno
 import json
 import logging
@@ -47,16 +61,22 @@ from bioclf.netutil import socket_timeout
 log = logging.getLogger(__name__)
 
 MARKER = ".bioclf-fetch.json"
+TAXONOMY = "taxonomy.csv"
 DOWNLOAD_TIMEOUT_S = 30.0
+SPLITS = ("train", "val", "test")
 
 
 @dataclass
 class Layout:
-    """What to put where: (source file, split, label or None for test)."""
+    """What to put where: (source file, split, label or None for test); and the class tree, when
+    the dataset defines one: ``taxonomy[label]`` holds that class's names at ``taxonomy_ranks``
+    (the ranks above the class, lowest first)."""
 
     items: list[tuple[Path, str, int | None]]
     class_names: list[str] | None
     num_classes: int
+    taxonomy: list[tuple[str, ...]] | None = None
+    taxonomy_ranks: tuple[str, ...] = ()
 
 
 @dataclass
@@ -106,6 +126,9 @@ def _oxford_pets_layout(raw: Path, val_fraction: float, seed: int) -> Layout:
         return rows
 
     trainval, test = read(annotations / "trainval.txt"), read(annotations / "test.txt")
+    num_classes = max(names) + 1
+    class_names = [names.get(k, str(k)) for k in range(num_classes)]
+    taxonomy = _pets_species(annotations, dict(trainval + test), class_names)
     items = []
     rng = np.random.default_rng(seed)
     by_class: dict[int, list[str]] = {}
@@ -119,27 +142,143 @@ def _oxford_pets_layout(raw: Path, val_fraction: float, seed: int) -> Layout:
         for k, image_id in enumerate(ids):
             items.append((images / f"{image_id}.jpg", "val" if k in chosen else "train", label))
     items += [(images / f"{image_id}.jpg", "test", label) for image_id, label in test]
-    num_classes = max(names) + 1
-    return Layout(items, [names.get(k, str(k)) for k in range(num_classes)], num_classes)
+    return Layout(items, class_names, num_classes, taxonomy, ("species",) if taxonomy else ())
+
+
+PET_SPECIES = {"1": "cat", "2": "dog"}
+
+
+def _pets_species(annotations: Path, label_of: dict[str, int], class_names: list[str]) -> list[tuple[str, ...]] | None:
+    """breed -> cat / dog from annotations/list.txt (``Image CLASS-ID SPECIES BREED-ID``, CLASS-ID
+    = label + 1); None without list.txt."""
+    path = annotations / "list.txt"
+    if not path.is_file():
+        log.info("oxford_pets: no taxonomy.csv (%s is missing)", path)
+        return None
+    observations = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split()
+        if len(fields) < 3 or not fields[1].isdigit():
+            raise BioclfError(f"{path} line {number}: expected 'Image CLASS-ID SPECIES BREED-ID', got {line.strip()!r}")
+        image_id, label, species = fields[0], int(fields[1]) - 1, fields[2]
+        if species not in PET_SPECIES:
+            raise BioclfError(f"{path} line {number}: SPECIES {species!r} is neither 1 (cat) nor 2 (dog)")
+        if not 0 <= label < len(class_names):
+            raise BioclfError(f"{path} line {number}: CLASS-ID {fields[1]} is not a class of trainval.txt / "
+                              f"test.txt (1..{len(class_names)})")
+        if label_of.get(image_id, label) != label:
+            raise BioclfError(f"{path} line {number}: {image_id} has CLASS-ID {fields[1]}, "
+                              f"trainval.txt / test.txt say {label_of[image_id] + 1}")
+        observations.append((label, (PET_SPECIES[species],), (f"line {number}",)))
+    return _class_tree("oxford_pets", "breed", class_names, ("species",), observations, str(path))
 
 
 def _fgvc_aircraft_layout(raw: Path, val_fraction: float, seed: int) -> Layout:
     data = raw / "fgvc-aircraft-2013b" / "data"
     _require(data, [data / "images", data / "variants.txt"] +
              [data / f"images_variant_{s}.txt" for s in ("train", "val", "test")])
-    lines = (data / "variants.txt").read_text(encoding="utf-8").splitlines()
-    classes = [line.strip() for line in lines if line.strip()]
+    classes = _name_list(data / "variants.txt")
     index = {name: k for k, name in enumerate(classes)}
     items = []
-    for split in ("train", "val", "test"):
-        for line in (data / f"images_variant_{split}.txt").read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            image, variant = line.strip().split(" ", 1)
+    label_of: dict[str, dict[str, int]] = {}  # split -> image -> label
+    for split in SPLITS:
+        label_of[split] = {}
+        for image, variant in _image_names(data / f"images_variant_{split}.txt"):
             if variant not in index:
                 raise BioclfError(f"{data / f'images_variant_{split}.txt'}: variant {variant!r} is not in variants.txt")
             items.append((data / "images" / f"{image}.jpg", split, index[variant]))
-    return Layout(items, classes, len(classes))
+            label_of[split][image] = index[variant]
+    taxonomy = _fgvc_tree(data, label_of, classes)
+    return Layout(items, classes, len(classes), taxonomy, FGVC_RANKS if taxonomy else ())
+
+
+FGVC_RANKS = ("family", "manufacturer")
+FGVC_LISTS = {"family": "families.txt", "manufacturer": "manufacturers.txt"}
+
+
+def _fgvc_tree(data: Path, label_of: dict[str, dict[str, int]], classes: list[str]) -> list[tuple[str, ...]] | None:
+    """variant -> family -> manufacturer, joined per image id across images_{variant,family,
+    manufacturer}_<split>.txt; None when the family / manufacturer files are not there."""
+    files = [data / FGVC_LISTS[rank] for rank in FGVC_RANKS]
+    files += [data / f"images_{rank}_{split}.txt" for rank in FGVC_RANKS for split in SPLITS]
+    missing = [p.name for p in files if not p.is_file()]
+    if missing:
+        log.info("fgvc_aircraft: no taxonomy.csv (%s lacks %s)", data, ", ".join(missing))
+        return None
+    known = {rank: set(_name_list(data / FGVC_LISTS[rank])) for rank in FGVC_RANKS}
+    observations = []
+    for split in SPLITS:
+        named = {}
+        for rank in FGVC_RANKS:
+            path = data / f"images_{rank}_{split}.txt"
+            named[rank] = dict(_image_names(path))
+            unknown = sorted(set(named[rank].values()) - known[rank])
+            if unknown:
+                raise BioclfError(f"{path}: {rank} {unknown[0]!r} is not in {FGVC_LISTS[rank]}")
+        for image, label in label_of[split].items():
+            if all(image in named[rank] for rank in FGVC_RANKS):
+                observations.append((label, tuple(named[rank][image] for rank in FGVC_RANKS),
+                                     tuple(f"image {image} in images_{rank}_{split}.txt" for rank in FGVC_RANKS)))
+    return _class_tree("fgvc_aircraft", "variant", classes, FGVC_RANKS, observations, str(data))
+
+
+def _name_list(path: Path) -> list[str]:
+    """One name per line (variants.txt, families.txt, manufacturers.txt)."""
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _image_names(path: Path) -> list[tuple[str, str]]:
+    """(image id, name) of each line ``<image id> <name with spaces>`` of an FGVC annotation file."""
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.strip().split(" ", 1)
+        if len(parts) < 2 or not parts[1].strip():
+            raise BioclfError(f"{path} line {number}: expected '<image id> <name>', got {line.strip()!r}")
+        rows.append((parts[0], parts[1].strip()))
+    return rows
+
+
+def _class_tree(dataset: str, class_word: str, class_names: list[str], ranks: tuple[str, ...],
+                observations, where: str) -> list[tuple[str, ...]]:
+    """Each class's names at ``ranks`` (lowest first), in label order, from ``observations``:
+    (label, names at ranks, where each name was read). BioclfError, naming the files, when a class
+    or a name has two parents, a class has none, or a name is at two ranks (as read_taxonomy
+    checks: the tree keeps the raw names, so they must be distinct across ranks)."""
+    parent: list[dict[str, tuple[str, str]]] = [{} for _ in ranks]  # child -> (its name at the rank, where)
+    for label, names, origins in observations:
+        child, child_word = str(label), f"{class_word} {class_names[label]!r}"
+        for level, (rank, name, origin) in enumerate(zip(ranks, names, origins)):
+            if not name:
+                raise BioclfError(f"{dataset}: empty {rank} name ({origin}, in {where})")
+            seen = parent[level].setdefault(child, (name, origin))
+            if seen[0] != name:
+                raise BioclfError(f"{dataset}: {child_word} has two {rank} names, {seen[0]!r} ({seen[1]}) and "
+                                  f"{name!r} ({origin}), in {where}: a taxonomy needs one {rank} per "
+                                  f"{class_word if level == 0 else ranks[level - 1]}")
+            child, child_word = name, f"{rank} {name!r}"
+    rows = []
+    for label, class_name in enumerate(class_names):
+        if str(label) not in parent[0]:
+            raise BioclfError(f"{dataset}: {class_word} {class_name!r} (class {label}) has no {ranks[0]} "
+                              f"in {where}")
+        chain, child = [], str(label)
+        for level in range(len(ranks)):
+            child = parent[level][child][0]
+            chain.append(child)
+        rows.append(tuple(chain))
+    rank_of = {str(label): "class" for label in range(len(class_names))}
+    for level, rank in enumerate(ranks):
+        for name in dict.fromkeys(row[level] for row in rows):
+            other = rank_of.setdefault(name, rank)
+            if other != rank:
+                raise BioclfError(f"{dataset}: {name!r} is both a {other} and a {rank} name in {where}: "
+                                  f"taxonomy.csv keeps the dataset's names, and a name at two ranks would make "
+                                  f"the tree a cycle")
+    return rows
 
 
 @dataclass(frozen=True)
@@ -322,17 +461,37 @@ def _check_every_class_has_images(name: str, num_classes: int, staging: Path) ->
 
 def _write_side_files(source, layout, staging: Path, test_rows, raw_dir: Path, val_fraction: float, seed: int,
                       result: FetchResult) -> None:
-    """classes.txt (display names), test_labels.csv and the marker saying what was laid out."""
+    """classes.txt (display names), test_labels.csv, taxonomy.csv (where the dataset has a class
+    tree) and the marker saying what was laid out."""
     if layout.class_names:
         (staging / "classes.txt").write_text("\n".join(layout.class_names) + "\n", encoding="utf-8")
+    if layout.taxonomy:
+        _write_taxonomy(source.name, layout, staging / TAXONOMY)
     with open(staging / "test_labels.csv", "w", encoding="utf-8") as handle:
         handle.write("image_name,label\n")
         handle.writelines(f"{stem},{label}\n" for stem, label in sorted(test_rows))
     marker = {"dataset": source.name, "about": source.about, "download_dir": str(raw_dir),
               "counts": result.counts, "num_classes": layout.num_classes, "val_fraction": val_fraction,
               "seed": seed, "linked": result.linked, "copied": result.copied,
-              "class_names_file": "classes.txt" if layout.class_names else None}
+              "class_names_file": "classes.txt" if layout.class_names else None,
+              "taxonomy_file": TAXONOMY if layout.taxonomy else None}
     (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+
+
+def _write_taxonomy(name: str, layout: Layout, path: Path) -> None:
+    """``class,<rank>,...`` then one row per class in label order; read back with read_taxonomy,
+    so that a file the report or a run would refuse is never left in DEST."""
+    from bioclf.taxonomy import read_taxonomy
+
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(("class",) + tuple(layout.taxonomy_ranks))
+        writer.writerows((str(label),) + tuple(row) for label, row in enumerate(layout.taxonomy))
+    try:
+        read_taxonomy(path, [str(label) for label in range(layout.num_classes)])
+    except BioclfError as error:
+        raise BioclfError(f"{name}: the taxonomy built from the download fails its check: "
+                          f"{str(error).replace(str(path), TAXONOMY)}") from None
 
 
 def _raw_present(source: DatasetSource, raw_dir: Path) -> bool:

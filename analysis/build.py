@@ -19,9 +19,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
-from analysis import classwise, tables
+from analysis import classwise, hierarchy, tables
 from analysis.cache import ReportCache, content_key, figure_code, table_code
 from analysis.history import Curves, best_epoch_of, by_run, stopped_early
 from analysis.html import write_html
@@ -278,6 +279,13 @@ def _classwise_sections(data: SuiteData, out: _Writer, notes: list[str], options
         title = f"Confusion matrix (row-normalised) — {who}"
         confusion.figure(title, out.figure(out.stem(f"fig3_confusion_{tag}"), "confusion_heatmap",
                                            classwise.row_normalise(counts), names, title))
+        if data.taxonomy is not None and len(data.taxonomy.classes) == n:
+            order, blocks = classwise.tree_order(data.taxonomy)
+            title = f"Confusion matrix in tree order ({' / '.join(data.taxonomy.ranks[1:])} outlined) — {who}"
+            confusion.figure(title, out.figure(out.stem(f"fig3_confusion_tree_{tag}"), "confusion_heatmap",
+                                               classwise.row_normalise(counts)[np.ix_(order, order)],
+                                               [names[i] for i in order], title, blocks,
+                                               classwise.block_values(data.taxonomy, order, data.taxonomy.ranks[-1])))
         pairs = classwise.confused_pairs(counts, names, options.top_pairs)
         confusion.table(out.table(tables.confused_pairs_table(pairs, out.stem(f"table_confused_pairs_{tag}"), who)))
         asym = classwise.asymmetric_pairs(counts, names, options.top_pairs)
@@ -307,13 +315,24 @@ def _metrics_section(data: SuiteData, out: _Writer) -> Section:
 
 def _taxonomy_section(data: SuiteData, out: _Writer, notes: list[str]) -> Section:
     section = Section("Table 7. Mistakes in the taxonomy")
-    if data.taxonomy is None:
-        return section  # no taxonomy given: no section (an empty one is left out of the page)
-    table = tables.taxonomy_table(data.runs, data.val_probs, data.predictions, data.taxonomy)
-    if table.data.empty:
-        notes.append("A taxonomy was given but no finished run has its softmax (predictions/val_probs.npz): "
+    tree = data.taxonomy
+    if tree is None:
+        return section  # no taxonomy: no section (an empty one is left out of the page)
+    scores, skipped = hierarchy.collect(data.runs, data.val_probs, data.predictions, tree)
+    summary = hierarchy.summary_frame(scores, tree, data.variants)
+    if summary.empty:
+        notes.append("A taxonomy is known but no finished run has its softmax (predictions/val_probs.npz): "
                      "Table 7 is empty.")
-    section.table(out.table(table))
+    section.table(out.table(tables.taxonomy_table(summary, tree, skipped, data.multi_seed)))
+    deltas = hierarchy.delta_frame(scores, data.baseline, data.variants)
+    if not deltas.empty:
+        section.table(out.table(tables.taxonomy_delta_table(deltas, data.baseline)))
+    if scores:
+        top = len(tree.ranks)  # the root's height
+        counts = hierarchy.height_counts(scores, data.variants, top)
+        title = f"Where the mistakes meet in the tree — {data.experiment}"
+        section.figure(title, out.figure(out.stem("fig7_mistake_heights"), "mistake_height_bars", counts,
+                                         list(tree.ranks), title))
     return section
 
 

@@ -10,8 +10,14 @@ scikit-learn costs the report about a second.
 
 from __future__ import annotations
 
+import re
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from bioclf.taxonomy import Taxonomy
 
 
 def class_names(classes: pd.DataFrame | None, num_classes: int) -> list[str]:
@@ -154,3 +160,61 @@ def asymmetric_pairs(counts: np.ndarray, names: list[str], top: int) -> pd.DataF
                           "rate_ba": rates[b, a], "count_ba": counts[b, a], "gap": gap[a, b]})
     pairs = pairs.sort_values(["gap", "count_ab", "a_label"], ascending=[False, False, True], kind="stable")
     return pairs.head(top).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- the class tree
+
+
+Block = tuple[int, int]  # [start, stop) positions in a permuted class order
+
+
+def _natural_key(value) -> tuple:
+    """"g2" before "g10": digit runs compare as numbers (the generated trees name their genera
+    g0, g1, ... g12); text without digits sorts as plain text."""
+    parts = re.split(r"(\d+)", str(value))
+    return tuple(int(part) if i % 2 else part for i, part in enumerate(parts)), str(value)
+
+
+def _sorted_codes(values: pd.Series) -> np.ndarray:
+    """Each value's position among the distinct values in natural order."""
+    order = {v: i for i, v in enumerate(sorted(values.unique(), key=_natural_key))}
+    return values.map(order).to_numpy(np.int64)
+
+
+def _runs(values: np.ndarray) -> list[Block]:
+    """[start, stop) of each run of equal consecutive values."""
+    if len(values) == 0:
+        return []
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+    stops = np.r_[starts[1:], len(values)]
+    return [(int(a), int(b)) for a, b in zip(starts, stops)]
+
+
+def tree_order(taxonomy: Taxonomy) -> tuple[np.ndarray, list[tuple[str, list[Block]]]]:
+    """Class labels reordered so that the tree's groups are contiguous: by the top rank's value,
+    then the next rank down's, ..., then label order within a genus (values in natural order, so
+    the order is the same on every run). With it, for each rank above the class (``ranks[1:]``,
+    lowest first) the [start, stop) block of each of its values in that order.
+
+    A confusion matrix permuted by it shows confusions inside a genus or family as squares on
+    the diagonal. ValueError when a value falls in two blocks (a genus in two families):
+    ``read_taxonomy`` refuses such a table."""
+    table, above = taxonomy.table, list(taxonomy.ranks[1:])
+    # np.lexsort sorts by its last key first: the labels break ties, the top rank leads
+    keys = [np.arange(len(table))] + [_sorted_codes(table[rank]) for rank in above]
+    order = np.lexsort(keys)
+    blocks = []
+    for rank in above:
+        values = table[rank].to_numpy()[order]
+        runs = _runs(values)
+        if len(runs) != len(set(values)):
+            raise ValueError(f"taxonomy: a {rank} value has classes in two places of the tree")
+        blocks.append((rank, runs))
+    return order, blocks
+
+
+def block_values(taxonomy: Taxonomy, order: np.ndarray, rank: str) -> list[str]:
+    """The value of ``rank`` of each of its blocks in ``tree_order``'s ``order``, in block order
+    (the names a figure writes beside the blocks)."""
+    values = taxonomy.table[rank].to_numpy()[order]
+    return [str(values[start]) for start, _ in _runs(values)]

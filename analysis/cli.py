@@ -69,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="processes drawing figures (default: one per CPU; 1: none)")
     p.add_argument("--taxonomy", type=Path, metavar="CSV",
-                   help="class taxonomy (header class,genus,...; one row per class folder): adds Table 7, how "
-                   "severe each run's mistakes are in the tree, with and without CRM re-ranking")
+                   help="class taxonomy (header class,genus,...; one row per class folder): Table 7, how "
+                   "severe each variant's mistakes are in the tree, with and without CRM re-ranking, Δ vs the "
+                   "baseline (default: the tree the runs trained with, data.taxonomy, if any)")
     p.add_argument("--no-log", action="store_true", help="do not log the report back to the suite run")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -162,6 +163,22 @@ def _read_taxonomy(path: Path, data):
         raise ReportError(f"--taxonomy: {exc}") from None
 
 
+def _logged_taxonomy(data, err):
+    """The tree the suite's runs trained with (their taxonomy.csv); None, with a warning, when it
+    does not fit the classes the runs logged."""
+    from bioclf.errors import BioclfError
+    from bioclf.taxonomy import parse_taxonomy
+
+    if data.classes is None or "folder" not in data.classes:
+        return None
+    folders = data.classes.sort_values("label")["folder"].astype(str).tolist()
+    try:
+        return parse_taxonomy(data.logged_taxonomy, folders, "the runs' taxonomy.csv")
+    except BioclfError as exc:
+        err(f"bioclf-report: warning: {exc}; no Table 7 (give one with --taxonomy)")
+        return None
+
+
 def _targets(reader, args, say) -> tuple[list, int]:
     """(experiment, suite run) pairs to report, and how many asked-for ones were not found."""
     missing, found = 0, []
@@ -231,6 +248,8 @@ def _build_all(args, formats, keys: dict[str, str], current: dict[str, dict], po
                                   "has no run in the store yet")
             if args.taxonomy is not None:
                 data.taxonomy = _read_taxonomy(args.taxonomy, data)
+            elif data.logged_taxonomy is not None:
+                data.taxonomy = _logged_taxonomy(data, err)
             progress(f"read {len(data.runs)} run(s), {len(data.histories)} history rows and "
                      f"{len(data.predictions)} predictions file(s) in {time.perf_counter() - started:.1f} s")
             folder = args.out / folder_name(experiment)

@@ -18,12 +18,13 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.collections import PolyCollection
-from matplotlib.colors import Normalize, PowerNorm
+from matplotlib.colors import Normalize, PowerNorm, to_rgb
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from analysis import layout
-from analysis.classwise import weakest_classes
+from analysis.classwise import Block, weakest_classes
 from analysis.history import Curves, lr_drops  # noqa: F401 - Curves: figures.Curves as before
 
 ANNOTATE_MAX_CLASSES = 20  # confusion cells carry their % up to this many classes
@@ -304,11 +305,86 @@ def _thinned_ticks(n: int) -> np.ndarray:
     return np.arange(0, n, step)
 
 
-def confusion_heatmap(rates: np.ndarray, names: list[str], title: str) -> Figure:
+BLOCK_LABEL_MAX = 30  # more top-rank groups than this: unlabelled, the names would not be read
+BLOCK_LABEL_MIN_CELLS = 2  # a narrower group gets no name: it would stand over its neighbours
+BLOCK_LABEL_CHARS = 24  # longer group names are cut with "…"
+BLOCK_LABEL_SIZE = 8.0
+BLOCK_BRACKET = 0.05  # inches between the matrix's top edge and a group's bracket
+BLOCKS_LEGEND_TITLE = "outlined: classes of one"
+
+
+def _block_style(level: int, levels: int) -> dict:
+    """Outline of a group at ``level`` (0: the rank just above the class) of ``levels`` ranks:
+    the top rank thick and dark, lower ranks thinner and lighter, so nested squares stay apart."""
+    up = level / (levels - 1) if levels > 1 else 1.0
+    return dict(linewidth=0.9 + 1.3 * up, edgecolor=str(round(0.6 - 0.5 * up, 2)), zorder=3 + level)
+
+
+def _outline_blocks(ax, blocks: list[tuple[str, list[Block]]]) -> None:
+    """One unfilled square per group on the diagonal, on its cells' edges."""
+    for level, (_, spans) in enumerate(blocks):
+        for start, stop in spans:
+            ax.add_patch(Rectangle((start - 0.5, start - 0.5), stop - start, stop - start, fill=False,
+                                   clip_on=False, **_block_style(level, len(blocks))))
+
+
+def _block_labels(spans: list[Block], names: list[str], cell: float) -> tuple[list[tuple[Block, str]], bool]:
+    """The top-rank groups that get their name over their columns, and whether the names are
+    written vertically (when one is wider than its group)."""
+    if len(spans) > BLOCK_LABEL_MAX:
+        return [], False
+    shown = [((start, stop), name if len(name) <= BLOCK_LABEL_CHARS else name[:BLOCK_LABEL_CHARS - 1] + "…")
+             for (start, stop), name in zip(spans, map(str, names)) if stop - start >= BLOCK_LABEL_MIN_CELLS]
+    vertical = any(layout.text_width([name], BLOCK_LABEL_SIZE) > (stop - start) * cell - 0.08
+                   for (start, stop), name in shown)
+    return shown, vertical
+
+
+def _label_band(shown: list[tuple[Block, str]], vertical: bool) -> float:
+    """Room over the matrix for the group names and their brackets."""
+    if not shown:
+        return 0.0
+    text = layout.text_width([name for _, name in shown], BLOCK_LABEL_SIZE) if vertical else \
+        layout.line_height(BLOCK_LABEL_SIZE)
+    return BLOCK_BRACKET + 0.04 + text
+
+
+def _write_block_labels(ax, shown: list[tuple[Block, str]], vertical: bool, side: float) -> None:
+    """Each name over its group's columns, on a bracket spanning them: without it a name over a
+    narrow group could belong to either neighbour."""
+    over = ax.get_xaxis_transform()  # x in cells, y in fractions of the matrix's height
+    bracket = 1 + BLOCK_BRACKET / side
+    for (start, stop), name in shown:
+        ax.plot([start - 0.35, stop - 0.65], [bracket, bracket], color="0.1", lw=1.2, transform=over,
+                clip_on=False, solid_capstyle="butt")
+        ax.annotate(name, xy=((start + stop - 1) / 2, bracket), xycoords=over, xytext=(0, 3),
+                    textcoords="offset points", ha="center", va="bottom", fontsize=BLOCK_LABEL_SIZE,
+                    rotation=90 if vertical else 0)
+
+
+def _blocks_legend(fig: Figure, blocks: list[tuple[str, list[Block]]], x: float) -> None:
+    """Which outline is which rank, top rank first, under the matrix centred at ``x`` (a fraction
+    of the figure's width)."""
+    handles = []
+    for level, (rank, _) in enumerate(blocks):
+        style = _block_style(level, len(blocks))
+        handles.append(matplotlib.lines.Line2D([], [], color=style["edgecolor"], lw=style["linewidth"], label=rank))
+    fig.legend(handles=handles[::-1], loc="lower center", ncol=len(handles), title=BLOCKS_LEGEND_TITLE,
+               bbox_to_anchor=(x, layout.PAD / fig.get_figheight()), borderaxespad=0)
+
+
+def confusion_heatmap(rates: np.ndarray, names: list[str], title: str,
+                      blocks: list[tuple[str, list[Block]]] | None = None,
+                      block_names: list[str] | None = None) -> Figure:
     """Row-normalised confusion matrix in % of each true class. Above 20 classes the colour scale
     is square-root (small confusions stay visible next to a bright diagonal) and cells carry no
     numbers; above 30 only every n-th class is labelled. The matrix is a square of a fixed side
-    (by class count); the figure grows around it with the class names."""
+    (by class count); the figure grows around it with the class names.
+
+    ``blocks``: ``classwise.tree_order``'s groups, ``rates`` and ``names`` already in its order:
+    each group is outlined on the diagonal (mistakes inside a genus or family fall in its square)
+    and a legend under the matrix names the ranks. ``block_names``: the top rank's value of each
+    of its groups (``classwise.block_values``), written over the matrix where they fit."""
     n = len(rates)
     big = n > ANNOTATE_MAX_CLASSES
     norm = PowerNorm(0.5, vmin=0, vmax=100) if big else Normalize(0, 100)
@@ -316,10 +392,18 @@ def confusion_heatmap(rates: np.ndarray, names: list[str], title: str) -> Figure
     ticks = _thinned_ticks(n)
     labels = [str(names[t]) for t in ticks]
     tick_size = 9 if n <= TICKS_ALL_MAX_CLASSES else 8
+    blocks = blocks or []
+    if block_names is not None and blocks and len(block_names) != len(blocks[-1][1]):
+        raise ValueError(f"{len(block_names)} block names for {len(blocks[-1][1])} {blocks[-1][0]} blocks")
     with report_style():
+        shown, vertical = _block_labels(blocks[-1][1], block_names, side / max(n, 1)) \
+            if blocks and block_names is not None else ([], False)
+        band = _label_band(shown, vertical)
+        ranks = [rank for rank, _ in blocks]
+        legend_h = layout.legend_size(ranks, len(ranks), title=BLOCKS_LEGEND_TITLE)[1] + layout.PAD if blocks else 0.0
         left = layout.PAD + layout.axis_label() + layout.text_width(labels, tick_size) + 0.1
-        bottom = layout.PAD + layout.axis_label() + _under_axis(labels, _rotated(labels), tick_size)
-        top = layout.PAD + layout.axes_title()
+        bottom = layout.PAD + legend_h + layout.axis_label() + _under_axis(labels, _rotated(labels), tick_size)
+        top = layout.PAD + layout.axes_title() + band
         gap, bar_w = 0.3, 0.25
         right = layout.ticks_width(["100"]) + layout.axis_label() + layout.PAD
         width, height = left + side + gap + bar_w + right, bottom + side + top
@@ -339,7 +423,104 @@ def confusion_heatmap(rates: np.ndarray, names: list[str], title: str) -> Figure
         ax.set_xticks(ticks, labels, rotation=90 if _rotated(labels) else 0)
         ax.set_yticks(ticks, labels)
         ax.tick_params(labelsize=tick_size)
-        ax.set(title=title, xlabel="Predicted class", ylabel="True class")
+        ax.set(xlabel="Predicted class", ylabel="True class")
+        # over the group names when there are some: matplotlib lifts a title over tick labels only
+        ax.set_title(title, pad=matplotlib.rcParams["axes.titlepad"] + band * 72)
+        if blocks:
+            _outline_blocks(ax, blocks)
+            _write_block_labels(ax, shown, vertical, side)
+            _blocks_legend(fig, blocks, (left + side / 2) / width)
+    return fig
+
+
+# ---------------------------------------------------------------- how bad the mistakes are
+
+SEVERITY_COLORS = "YlOrRd"  # light: the classes meet low in the tree (a "better" mistake); dark: at the root
+SHARE_NOTE_MIN = 0.08  # a segment of at least this share carries its %; a narrower one has no room
+SHARE_NOTE_SIZE = 8.0
+MISTAKE_ROW = 0.42  # inches per variant
+MISTAKES_LEGEND_TITLE = "where the true and the predicted class meet"
+
+
+def meets_at(height: int, rank_names: list[str]) -> str:
+    """A mistake's LCA height in words: 1 → "same genus" (``rank_names`` = the taxonomy's ranks,
+    from the class up), the top one → "only the root"."""
+    return f"same {rank_names[height]}" if height < len(rank_names) else "only the root"
+
+
+def _severity_colors(count: int) -> list[tuple[float, float, float]]:
+    """``count`` colours from light to dark; the lightest still apart from the white background."""
+    cmap = matplotlib.colormaps[SEVERITY_COLORS]
+    return [to_rgb(cmap(x)) for x in (np.linspace(0.2, 0.9, count) if count > 1 else [0.5])]
+
+
+def _ink(color: tuple[float, float, float]) -> str:
+    """Text colour readable on ``color``."""
+    r, g, b = color
+    return "white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black"
+
+
+def _legend_columns(labels: list[str], title: str, room: float) -> int:
+    """The most legend columns (one row if it fits) whose legend is at most ``room`` inches wide."""
+    ncol = len(labels)
+    while ncol > 1 and layout.legend_size(labels, ncol, title=title)[0] > room:
+        ncol -= 1
+    return max(ncol, 1)
+
+
+def mistake_height_bars(counts: pd.DataFrame, rank_names: list[str], title: str) -> Figure:
+    """Where in the tree each variant's mistakes fall: one 100%-stacked bar per variant (rows of
+    ``counts``, top first), segments = share of its mistakes whose true and predicted class meet
+    at height 1, 2, ... (``counts``' columns, ``analysis.hierarchy.height_counts``), light to dark. Each
+    bar ends with its number of mistakes; a variant without any says so on an empty bar."""
+    variants = counts.index.astype(str).tolist()
+    heights = [int(h) for h in counts.columns]
+    values = counts.to_numpy(float)
+    totals = values.sum(axis=1)
+    shares = np.divide(values, totals[:, None], out=np.zeros_like(values), where=totals[:, None] > 0)
+    starts = np.cumsum(shares, axis=1) - shares
+    labels = [meets_at(h, rank_names) for h in heights]
+    colors = _severity_colors(len(heights))
+    notes = [f"n = {int(total)}" for total in totals]
+    n = len(variants)
+    xlabel = "Share of the variant's mistakes (%)"
+    with report_style():
+        left = layout.PAD + layout.ticks_width(variants)
+        plot_w = max(6.5, layout.text_width([title], layout.font_size("axes.titlesize")) + 0.2)
+        right = 0.1 + layout.text_width(notes, 9) + layout.PAD
+        width = left + plot_w + right
+        ncol = _legend_columns(labels, MISTAKES_LEGEND_TITLE, width - 2 * layout.PAD)
+        legend_w, legend_h = layout.legend_size(labels, ncol, title=MISTAKES_LEGEND_TITLE)
+        top = layout.PAD + layout.axes_title()
+        bottom = 2 * layout.PAD + legend_h + layout.axis_label() + layout.ticks_height()
+        fig = Figure(figsize=(width, top + bottom + MISTAKE_ROW * max(n, 1.5)))
+        ax = fig.subplots()
+        y = np.arange(n)
+        for k, (label, color) in enumerate(zip(labels, colors)):
+            ax.barh(y, shares[:, k], left=starts[:, k], height=0.7, color=color, label=label,
+                    edgecolor="white", linewidth=0.6)
+            for i in np.flatnonzero(shares[:, k] >= SHARE_NOTE_MIN):
+                ax.text(starts[i, k] + shares[i, k] / 2, i, f"{shares[i, k] * 100:.0f}%", ha="center", va="center",
+                        fontsize=SHARE_NOTE_SIZE, color=_ink(color))
+        for i, (note, total) in enumerate(zip(notes, totals)):
+            if total > 0:
+                ax.annotate(note, xy=(1, i), xycoords=("axes fraction", "data"), xytext=(4, 0),
+                            textcoords="offset points", ha="left", va="center", fontsize=9)
+            else:
+                ax.text(0.5, i, "no mistakes", ha="center", va="center", fontsize=9, color="0.35", style="italic",
+                        bbox=dict(facecolor="white", edgecolor="none", pad=1))  # over the grid lines
+        ax.set_xlim(0, 1)
+        ax.set_ylim(max(n, 1) - 0.5, -0.5)  # the table's first variant on top
+        ax.set_xticks(np.linspace(0, 1, 6), [f"{p:.0f}" for p in np.linspace(0, 100, 6)])
+        ax.set_yticks(y, variants)
+        ax.grid(axis="y", visible=False)
+        ax.set(title=title, xlabel=xlabel)
+        handles, _ = ax.get_legend_handles_labels()
+        # under the plot, not beside it where the "n = " notes are; centred on it, inside the figure
+        centre = min(max(left + plot_w / 2, layout.PAD + legend_w / 2), width - layout.PAD - legend_w / 2)
+        fig.legend(handles, labels, loc="lower center", ncol=ncol, title=MISTAKES_LEGEND_TITLE,
+                   bbox_to_anchor=(centre / width, layout.PAD / fig.get_figheight()), borderaxespad=0)
+        layout.set_margins(fig, left=left, right=right, top=top, bottom=bottom)
     return fig
 
 

@@ -121,13 +121,16 @@ class StoreReader:
         with ThreadPoolExecutor(WORKERS) as pool:
             histories = self._histories(by_id, pool, notes)
             predictions, classes = self._predictions(runs, baseline, by_id, pool, notes, all_predictions)
-            probs = self._val_probs(runs, by_id, pool, notes) if val_probs else {}
+            tree_run = _taxonomy_run(runs, by_id)
+            probs = self._val_probs(runs, by_id, pool, notes) if val_probs or tree_run else {}
+            logged_tree = self._read_csv(tree_run, C.TAXONOMY, text=True) if tree_run else None
         return SuiteData(
             experiment=experiment, suite_run_id=suite_id, tracking_uri=self.uri, baseline=baseline,
             variants=list(manifest.get("variants") or dict.fromkeys(runs["variant"])), runs=runs,
             histories=histories, predictions=predictions, classes=classes,
             description=manifest.get("description") or tags.get("mlflow.note.content", ""),
             diffs=manifest.get("diffs") or {}, suite_status=suite.info.status, notes=notes, val_probs=probs,
+            logged_taxonomy=logged_tree,
         )
 
     def _histories(self, by_id: dict[str, Run], pool: ThreadPoolExecutor, notes: list[str]) -> pd.DataFrame:
@@ -239,11 +242,13 @@ class StoreReader:
             except _UNREADABLE:
                 return None
 
-    def _read_csv(self, run: Run, path: str) -> pd.DataFrame | None:
+    def _read_csv(self, run: Run, path: str, text: bool = False) -> pd.DataFrame | None:
+        """The run's CSV artifact ``path``; ``text``: every cell a string, as written."""
+        options = {"dtype": str, "keep_default_na": False} if text else {}
         with tempfile.TemporaryDirectory(prefix="bioclf-report-") as tmp:
             local = self._download(run, path, tmp)
             try:
-                return pd.read_csv(local) if local is not None else None
+                return pd.read_csv(local, **options) if local is not None else None
             except _UNREADABLE:
                 return None
 
@@ -288,6 +293,17 @@ def _repository(artifact_uri: str, tracking_uri: str):
         pool = getattr(repo, "thread_pool", None)
         if pool is not None:
             pool.shutdown(wait=True)
+
+
+def _taxonomy_run(runs: pd.DataFrame, by_id: dict[str, Run]) -> Run | None:
+    """A finished run that trained with a taxonomy (its params name data.taxonomy or a synthetic
+    hierarchy), the baseline's first when it has one: its taxonomy.csv is the report's tree."""
+    for _, row in runs[runs["status"] == "FINISHED"].sort_values("is_baseline", ascending=False).iterrows():
+        run = by_id.get(row["run_id"])
+        params = run.data.params if run is not None else {}
+        if params.get("data.taxonomy", "None") != "None" or params.get("data.synthetic.hierarchy", "None") != "None":
+            return run
+    return None
 
 
 def _pick_run(candidates: list[Run], suite_id: str) -> Run | None:

@@ -38,7 +38,8 @@ class SuiteData:
     ``predictions``: run_id -> the run's ``predictions/val.csv``, for the runs the report
     draws per-class figures of (see ``figure_runs``). ``classes``: ``label, folder, name``.
     ``notes``: what could not be read and what was done instead; shown in the report.
-    ``val_probs`` / ``taxonomy``: for the taxonomy table (``bioclf-report --taxonomy``).
+    ``val_probs`` / ``taxonomy``: for the taxonomy table (``bioclf-report --taxonomy``, else the
+    tree the runs trained with, ``logged_taxonomy``).
     """
 
     experiment: str
@@ -55,7 +56,8 @@ class SuiteData:
     suite_status: str = ""
     notes: list[str] = field(default_factory=list)
     val_probs: dict = field(default_factory=dict)  # run_id -> (N, C) softmax of val_probs.npz, when read
-    taxonomy: object = None  # bioclf.taxonomy.Taxonomy given to the report (--taxonomy), or None
+    taxonomy: object = None  # bioclf.taxonomy.Taxonomy of the report (--taxonomy, else the runs'), or None
+    logged_taxonomy: pd.DataFrame | None = None  # taxonomy.csv of a run that trained with one (all strings)
 
     def history_of(self, run_id: str | None) -> pd.DataFrame:
         """One run's history sorted by epoch (empty when the run has none)."""

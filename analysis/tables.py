@@ -14,7 +14,7 @@ from analysis import stats
 
 from analysis.history import best_epoch_of, by_run, is_continuous_decay, key_epochs
 from analysis.render import DASH, Column, Table
-from analysis.suite import COST_METRICS, FINISHED, NOT_RUN, run_label
+from analysis.suite import COST_METRICS, FINISHED, NOT_RUN
 
 METRIC_HEADERS = {
     "best_val_acc": "Top-1 (%)", "best_val_top5_acc": "Top-5 (%)", "val_f1_macro": "Macro F1 (%)",
@@ -392,38 +392,59 @@ def asymmetric_pairs_table(pairs: pd.DataFrame, name: str, who: str) -> Table:
 # ---------------------------------------------------------------- mistakes in the taxonomy (Table 7)
 
 
-def taxonomy_table(runs: pd.DataFrame, val_probs: dict, predictions: dict, taxonomy) -> Table:
-    """Per finished run with its softmax: top-1 at every rank, mistake severity, hierarchical
-    distance @1 / @5, and the same after CRM re-ranking (``bioclf.taxonomy``)."""
-    from bioclf.taxonomy import hierarchical_metrics
+def taxonomy_table(summary: pd.DataFrame, taxonomy, skipped: list[str], multi_seed: bool) -> Table:
+    """Table 7: per variant, ranked as trained and by CRM, top-1 at every rank, mistake
+    severity, hierarchical distance @1 / @k (``analysis.hierarchy.summary_frame``)."""
+    from analysis.hierarchy import K
 
-    rows, skipped = [], []
-    width = len(taxonomy.classes)
-    for _, r in _scored(runs).iterrows():
-        probs, preds = val_probs.get(r["run_id"]), predictions.get(r["run_id"])
-        if probs is None or preds is None:
-            continue
-        if probs.shape[1] != width or len(probs) != len(preds):
-            skipped.append(run_label(r))
-            continue
-        rows.append({"variant": r["variant"], "seed": r["seed"], "run_id": r["run_id"],
-                     **hierarchical_metrics(probs, preds["label"].to_numpy(), taxonomy)})
-    frame = pd.DataFrame(rows)
-    columns = [Column("variant", "Variant"), Column("seed", "Seed", "int")]
-    for prefix, label in (("", ""), ("crm_", "CRM ")):
-        columns += [Column(f"{prefix}{rank}_acc", f"{label}{rank} acc (%)", "pct") for rank in taxonomy.ranks]
-        columns += [Column(f"{prefix}mistake_severity", f"{label}Severity", "2dp"),
-                    Column(f"{prefix}hdist@1", f"{label}hdist@1", "2dp"),
-                    Column(f"{prefix}hdist@5", f"{label}hdist@5", "2dp")]
-    if frame.empty:
-        frame = pd.DataFrame(columns=[c.key for c in columns])
+    columns = [Column("variant", "Variant"), Column("ranking", "Ranking")]
+    if multi_seed:
+        columns.append(Column("n_seeds", "Seeds", "int"))
+    columns += [Column(f"{rank}_acc", f"{rank} acc (%)", "pct") for rank in taxonomy.ranks]
+    columns += [Column("mistake_severity", "Severity", "2dp"), Column("hdist@1", "hdist@1", "2dp"),
+                Column(f"hdist@{K}", f"hdist@{K}", "2dp"), Column("mistakes", "Mistakes", "int")]
+    frame = summary if not summary.empty else pd.DataFrame(columns=[c.key for c in columns])
     ranks = " → ".join(taxonomy.ranks)
     notes = [f"Tree: {ranks} (heights 0 to {len(taxonomy.ranks) - 1}, the root {len(taxonomy.ranks)}). "
              "Severity: mean height of the lowest common ancestor of the true and the predicted class over the "
-             "mistakes; hdist@k: over all images, mean height between the true class and each of the top k "
-             "(Bertinetto et al., CVPR 2020). CRM: the same predictions re-ranked by expected tree cost, no "
-             "retraining (Karthik et al., ICLR 2021). Lower is better for severity and hdist. Formulas: "
-             "docs/statistics.md."]
+             f"mistakes; hdist@k: over all images, mean height between the true class and each of the top k "
+             "(Bertinetto et al., CVPR 2020). CRM: the same softmax re-ranked by expected tree cost, no "
+             "retraining (Karthik et al., ICLR 2021). Lower is better for severity and hdist"
+             + ("; values are means over seeds, mistakes summed" if multi_seed else "") + ". Formulas: "
+             "docs/taxonomy.md."]
     if skipped:
-        notes.append(f"Left out (their softmax does not have the taxonomy's {width} classes): {', '.join(skipped)}.")
-    return Table("table7_taxonomy", "Table 7. Mistakes in the taxonomy, per run", frame, columns, notes)
+        notes.append(f"Left out (their softmax does not have the taxonomy's {len(taxonomy.classes)} classes, or "
+                     f"they scored other images): {', '.join(skipped)}.")
+    return Table("table7_taxonomy", "Table 7. Mistakes in the taxonomy", frame, columns, notes)
+
+
+def taxonomy_delta_table(deltas: pd.DataFrame, baseline: str) -> Table:
+    """Table 7b: each variant (as trained and with CRM) minus the baseline as trained, per image
+    on the same images, with paired 95% intervals and Holm-corrected verdicts per measure."""
+    from analysis.hierarchy import MEASURES
+
+    frame = deltas.copy()
+    labels = {"acc": "Δ top-1 (pp)", "mistake_severity": "Δ severity", "hdist@1": "Δ hdist@1"}
+    columns = [Column("variant", "Variant"), Column("ranking", "Ranking")]
+    for key, _ in MEASURES:
+        scale, fmt = (100, "{:+.1f}") if key == "acc" else (1, "{:+.2f}")
+        cells = []
+        for _, r in frame.iterrows():
+            if pd.isna(r.get(f"{key}_delta")):
+                cells.append(DASH)
+                continue
+            verdict = r[f"{key}_verdict"]
+            mark = "" if verdict in (stats.NOISE, stats.NA) else f" {verdict}"
+            cells.append(f"{fmt.format(r[f'{key}_delta'] * scale)} "
+                         f"{_interval(r[f'{key}_low'], r[f'{key}_high'], scale, fmt)}{mark}")
+        frame[f"{key}_cell"] = cells
+        columns.append(Column(f"{key}_cell", labels.get(key, f"Δ {key}")))
+    if frame.empty:
+        frame = pd.DataFrame(columns=[c.key for c in columns])
+    notes = [f"Each row minus {baseline} as trained, on the same validation images and seeds: Δ with its paired "
+             "95% bootstrap interval; 'better' or 'worse' when the Holm-corrected p-value (per measure, over the "
+             "rows of this table) is below 0.05, else within noise. Lower severity and hdist are better. "
+             "Tests: exact sign-flip on per-image scores (top-1, hdist); paired bootstrap of the ratio for "
+             "severity (a mean over each model's own mistakes). Details: docs/taxonomy.md."]
+    return Table("table7b_taxonomy_delta", f"Table 7b. Mistakes in the taxonomy, Δ vs {baseline}", frame, columns,
+                 notes)

@@ -193,7 +193,8 @@ def test_http_server_with_proxied_artifacts(suite, tmp_path):
 
 def test_a_taxonomy_given_to_the_report_measures_every_runs_mistakes(suite, tmp_path, capsys):
     """--taxonomy on a store trained without one: Table 7 from each run's logged softmax. Its
-    class accuracy is the run's best_val_acc, and hdist@1 = error rate x mistake severity."""
+    class accuracy is the run's best_val_acc, and hdist@1 = error rate x mistake severity;
+    Table 7b compares each row with the baseline; the figure of mistake heights is drawn."""
     classes = pd.read_csv(suite.client.download_artifacts(suite.result.outcomes[0].run_id, "classes.csv", str(tmp_path)))
     folders = classes.sort_values("label")["folder"].astype(str).tolist()
     tree = tmp_path / "taxonomy.csv"
@@ -202,21 +203,49 @@ def test_a_taxonomy_given_to_the_report_measures_every_runs_mistakes(suite, tmp_
     # --experiment: the module's store also holds the HTTP tests' suites, readable only through their server
     args = ["--tracking-uri", suite.uri, "--experiment", "tiny", "--out", str(out), "--no-log"]
     assert main([*args, "--taxonomy", str(tree)]) == 0
-    table = pd.read_csv(out / "tiny" / "tables" / "table7_taxonomy.csv").set_index("variant")
+    table = pd.read_csv(out / "tiny" / "tables" / "table7_taxonomy.csv").set_index(["variant", "ranking"])
     runs = _runs(suite)
-    assert set(table.index) == set(runs)
+    assert set(table.index) == {(v, r) for v in runs for r in ("as trained", "CRM")}
     for variant, run in runs.items():
-        row = table.loc[variant]
+        row = table.loc[(variant, "as trained")]
         assert row["class_acc"] == pytest.approx(run.data.metrics["best_val_acc"], abs=1e-9)
         assert row["genus_acc"] >= row["class_acc"]
         if row["class_acc"] < 1:  # with mistakes: each is at height 1 (same genus) or 2 (the root)
             assert row["hdist@1"] == pytest.approx((1 - row["class_acc"]) * row["mistake_severity"], abs=1e-9)
             assert 1 <= row["mistake_severity"] <= 2
-        assert row["crm_hdist@1"] >= 0
-    assert "Table 7. Mistakes in the taxonomy" in (out / "tiny" / "index.md").read_text()
+        assert table.loc[(variant, "CRM"), "hdist@1"] >= 0
+    deltas = pd.read_csv(out / "tiny" / "tables" / "table7b_taxonomy_delta.csv")
+    assert set(zip(deltas["variant"], deltas["ranking"])) == {("full", "CRM"), ("linear", "as trained"),
+                                                              ("linear", "CRM")}
+    linear = deltas.set_index(["variant", "ranking"]).loc[("linear", "as trained")]
+    assert linear["acc_delta"] == pytest.approx(runs["linear"].data.metrics["best_val_acc"]
+                                                - runs["full"].data.metrics["best_val_acc"], abs=1e-9)
+    index = (out / "tiny" / "index.md").read_text()
+    assert "Table 7. Mistakes in the taxonomy" in index and "fig7_mistake_heights.png" in index
+    assert "fig3_confusion_tree_" in index
 
     tree.write_text("class,genus\n" + "".join(f"{f},g{i // 2}\n" for i, f in enumerate(folders[:-1])))
     capsys.readouterr()
     assert main([*args, "--taxonomy", str(tree)]) == 2
     err = capsys.readouterr().err
     assert f"class '{folders[-1]}' of the dataset has no row" in err and "Traceback" not in err
+
+
+def test_the_tree_the_runs_trained_with_is_the_reports_without_being_asked(tmp_path):
+    """Runs trained with a taxonomy log it (taxonomy.csv); bioclf-report reads it back and builds
+    Table 7 with no --taxonomy."""
+    from bioclf.runner import run_suite
+    from bioclf.spec import load_suite
+
+    uri = fresh_store(tmp_path / "store")
+    spec = write_spec(tmp_path, {**TINY, "name": "tree", "data": {**TINY["data"], "synthetic": {
+        **TINY["data"]["synthetic"], "hierarchy": [2]}}, "train": {"epochs": 1},
+        "variants": {"ce": {}, "hxe": {"loss.name": "hxe", "loss.hxe_alpha": 0.5}}, "baseline": "ce"})
+    result = run_suite(load_suite(spec), tracking_uri=uri, quiet=True, echo=lambda s: None)
+    assert [o.status for o in result.outcomes] == ["finished", "finished"]
+    out = tmp_path / "reports"
+    assert main(["--tracking-uri", uri, "--out", str(out), "--no-log"]) == 0
+    table = pd.read_csv(out / "tree" / "tables" / "table7_taxonomy.csv")
+    assert list(table["variant"]) == ["ce", "ce", "hxe", "hxe"]
+    assert {"class_acc", "genus_acc"} <= set(table.columns) and "family_acc" not in table.columns
+    assert "Tree: class → genus" in (out / "tree" / "index.md").read_text()

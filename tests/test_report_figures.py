@@ -8,9 +8,11 @@ import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection, PolyCollection
+from matplotlib.patches import Rectangle
 
 from analysis import classwise, figures
 from analysis.figures import Curves
+from bioclf.taxonomy import Taxonomy
 
 
 def _history() -> pd.DataFrame:
@@ -133,9 +135,24 @@ def _outside(fig) -> list[str]:
 LONG = "a-rather-long-variant-name-with-a-suffix"
 
 
+def _wide_tree(n: int = 100) -> Taxonomy:
+    """Genera of 3 classes, families of 20 with long names."""
+    return Taxonomy(("class", "genus", "family"), pd.DataFrame({
+        "class": [f"Species {i}" for i in range(n)], "genus": [f"g{i // 3}" for i in range(n)],
+        "family": [f"Family-with-a-rather-long-name-{i // 20}" for i in range(n)]}))
+
+
+def _tree_confusion(tree: Taxonomy):
+    order, blocks = classwise.tree_order(tree)
+    rates = classwise.row_normalise(np.eye(len(order)) + 0.1)
+    return figures.confusion_heatmap(rates, [tree.classes[i] for i in order], "Confusion", blocks,
+                                     classwise.block_values(tree, order, tree.ranks[-1]))
+
+
 @pytest.mark.parametrize("case", ["curves", "curves_two_seeds", "overlay", "overlay_many_long", "bars_100",
                                   "bars_8_long", "confusion_100", "confusion_8", "forest", "forest_long", "grid_1",
-                                  "grid_18_long"])
+                                  "grid_18_long", "confusion_tree_100", "confusion_tree_6", "mistakes_1",
+                                  "mistakes_30_long"])
 def test_every_figure_keeps_its_text_inside(case):
     """Margins are computed from measured text, not solved by a layout engine: no tick label,
     title, legend or note may fall off the figure, with short or long names."""
@@ -161,6 +178,13 @@ def test_every_figure_keeps_its_text_inside(case):
         "grid_1": lambda: figures.curves_grid({"base": Curves(h, 0, 7)}, "base", "Training curves"),
         "grid_18_long": lambda: figures.curves_grid({f"{LONG}-{i}": Curves(h, 0, 7, stopped_early=i == 3)
                                                      for i in range(18)}, f"{LONG}-0", f"Training curves — {LONG}"),
+        "confusion_tree_100": lambda: _tree_confusion(_wide_tree()),
+        "confusion_tree_6": lambda: _tree_confusion(TREE6),
+        "mistakes_1": lambda: figures.mistake_height_bars(pd.DataFrame([[3, 1]], index=["base"], columns=[1, 2]),
+                                                          ["class", "genus"], "Mistakes"),
+        "mistakes_30_long": lambda: figures.mistake_height_bars(
+            pd.DataFrame(np.arange(90).reshape(30, 3) % 7, index=[f"{LONG}-{i}" for i in range(30)], columns=[1, 2, 3]),
+            ["class", "genus", "family"], f"Where the mistakes fall — {LONG}"),
     }[case]()
     assert _outside(fig) == []
 
@@ -180,3 +204,110 @@ def test_curves_grid_draws_one_panel_per_variant_with_its_marks():
     # the panel above an unused cell shows the epochs under it
     assert panels[2].xaxis.get_tick_params()["labelbottom"] and panels[2].get_xlabel() == "Epoch"
     assert panels[0].get_ylabel() == "Accuracy (%)" and panels[1].get_ylabel() == ""
+
+
+# ---------------------------------------------------------------- the class tree
+
+# 6 classes, genera interleaved in label order: family F1 = {Ga: 1, 4; Gc: 2}, F2 = {Gb: 0, 3; Gd: 5}
+TREE6 = Taxonomy(("class", "genus", "family"), pd.DataFrame({
+    "class": ["c0", "c1", "c2", "c3", "c4", "c5"], "genus": ["Gb", "Ga", "Gc", "Gb", "Ga", "Gd"],
+    "family": ["F2", "F1", "F1", "F2", "F1", "F2"]}))
+
+
+def test_tree_order_makes_each_group_contiguous_in_a_fixed_order():
+    order, blocks = classwise.tree_order(TREE6)
+    assert order.tolist() == [1, 4, 2, 0, 3, 5]  # family, then genus, then label
+    assert blocks == [("genus", [(0, 2), (2, 3), (3, 5), (5, 6)]), ("family", [(0, 3), (3, 6)])]
+    assert classwise.block_values(TREE6, order, "family") == ["F1", "F2"]
+    assert classwise.block_values(TREE6, order, "genus") == ["Ga", "Gc", "Gb", "Gd"]
+    # permuted, the LCA heights are constant on each block's square: 1 in a genus, 2 in a family
+    heights = TREE6.lca_heights()[np.ix_(order, order)]
+    assert (heights[3:5, 3:5] <= 1).all() and heights[0, 2] == 2 and heights[:3, 3:].min() == 3
+
+
+def test_tree_order_sorts_numbered_names_as_numbers_and_refuses_a_non_tree():
+    tree = Taxonomy(("class", "genus"), pd.DataFrame({"class": list("abcd"), "genus": ["g10", "g2", "g10", "g1"]}))
+    order, blocks = classwise.tree_order(tree)
+    assert order.tolist() == [3, 1, 0, 2] and blocks == [("genus", [(0, 1), (1, 2), (2, 4)])]
+    two_families = Taxonomy(("class", "genus", "family"), pd.DataFrame(
+        {"class": list("abc"), "genus": ["G", "G", "H"], "family": ["F1", "F2", "F1"]}))
+    with pytest.raises(ValueError, match="genus"):
+        classwise.tree_order(two_families)
+
+
+def _rows_of_bars(ax) -> dict[int, list[float]]:
+    """Segment widths per bar row (0 = top), left to right."""
+    rows: dict[int, list[tuple[float, float]]] = {}
+    for patch in ax.patches:
+        rows.setdefault(round(patch.get_y() + patch.get_height() / 2), []).append((patch.get_x(), patch.get_width()))
+    return {row: [w for _, w in sorted(segments)] for row, segments in rows.items()}
+
+
+def test_mistake_height_bars_are_shares_of_each_variants_mistakes():
+    counts = pd.DataFrame([[6, 3, 1], [0, 0, 0], [1, 0, 3], [19, 1, 0]], index=["a", "none", "c", "d"],
+                          columns=[1, 2, 3])
+    fig = figures.mistake_height_bars(counts, ["class", "genus", "family"], "Mistakes")
+    ax = fig.axes[0]
+    rows = _rows_of_bars(ax)
+    np.testing.assert_allclose(rows[0], [0.6, 0.3, 0.1])
+    np.testing.assert_allclose(rows[1], [0, 0, 0])  # an empty bar
+    np.testing.assert_allclose(rows[2], [0.25, 0, 0.75])
+    np.testing.assert_allclose(rows[3], [0.95, 0.05, 0])
+    for row in (0, 2, 3):
+        assert sum(rows[row]) == pytest.approx(1.0)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "none", "c", "d"] and ax.yaxis_inverted()
+    texts = [t.get_text() for t in ax.texts]
+    assert [t for t in texts if t.startswith("n = ")] == ["n = 10", "n = 4", "n = 20"]
+    assert "no mistakes" in texts
+    # shares of 8% and more are written in their segment; the 5% of d is not
+    assert sorted(t for t in texts if t.endswith("%")) == sorted(["60%", "30%", "10%", "25%", "75%", "95%"])
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["same genus", "same family", "only the root"]
+    # light to dark: the lower two classes meet, the lighter their colour
+    lightness = [sum(ax.patches[k * len(counts)].get_facecolor()[:3]) for k in range(3)]
+    assert lightness == sorted(lightness, reverse=True)
+
+
+def test_mistake_height_bars_grow_with_the_variants():
+    small = figures.mistake_height_bars(pd.DataFrame([[1, 1]], index=["v"], columns=[1, 2]), ["class", "genus"], "m")
+    big = figures.mistake_height_bars(pd.DataFrame(np.ones((30, 2), int), index=[f"v{i}" for i in range(30)],
+                                                   columns=[1, 2]), ["class", "genus"], "m")
+    assert big.get_figheight() > small.get_figheight() + 10 * figures.MISTAKE_ROW
+    assert len(big.axes[0].patches) == 60
+
+
+def test_confusion_heatmap_outlines_each_group_of_the_tree():
+    order, blocks = classwise.tree_order(TREE6)
+    rates = classwise.row_normalise(np.eye(6) + 0.1)[np.ix_(order, order)]
+    names = [TREE6.classes[i] for i in order]
+    fig = figures.confusion_heatmap(rates, names, "c", blocks, classwise.block_values(TREE6, order, "family"))
+    ax = fig.axes[0]
+    squares = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert len(squares) == len(ax.patches) == 6  # 4 genera + 2 families
+    extents = sorted((p.get_x(), p.get_y(), p.get_width(), p.get_height()) for p in squares)
+    expected = sorted((a - 0.5, a - 0.5, b - a, b - a) for _, spans in blocks for a, b in spans)
+    assert extents == expected
+    width = {(p.get_x(), p.get_width()): p.get_linewidth() for p in squares}
+    assert width[(-0.5, 3)] > width[(-0.5, 2)]  # the family's square drawn thicker than its genus'
+    texts = [t.get_text() for t in ax.texts]
+    assert "F1" in texts and "F2" in texts
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["family", "genus"]
+
+    # genera as the top rank: a group of one class is outlined but not named
+    genus_only = figures.confusion_heatmap(rates, names, "c", blocks[:1], ["Ga", "Gc", "Gb", "Gd"])
+    named = {t.get_text() for t in genus_only.axes[0].texts} & {"Ga", "Gc", "Gb", "Gd"}
+    assert named == {"Ga", "Gb"} and len(genus_only.axes[0].patches) == 4
+
+    plain = figures.confusion_heatmap(rates, names, "c")
+    assert len(plain.axes[0].patches) == 0 and plain.legends == []
+
+
+def test_confusion_heatmap_names_no_group_when_there_are_too_many():
+    tree = Taxonomy(("class", "genus"), pd.DataFrame({"class": [str(i) for i in range(64)],
+                                                      "genus": [f"g{i // 2}" for i in range(64)]}))
+    order, blocks = classwise.tree_order(tree)
+    values = classwise.block_values(tree, order, "genus")
+    fig = figures.confusion_heatmap(np.eye(64), [str(i) for i in order], "c", blocks, values)
+    assert len(fig.axes[0].patches) == 32 and not {t.get_text() for t in fig.axes[0].texts} & set(values)
+    with pytest.raises(ValueError, match="block names"):
+        figures.confusion_heatmap(np.eye(64), [str(i) for i in order], "c", blocks, values[:3])

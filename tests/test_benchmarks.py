@@ -79,3 +79,16 @@ def test_startup_tiny(bench, capsys):
     assert all(seconds > 0 for seconds in median.values())
     # the commands that import neither torch nor MLflow take less than importing torch
     assert median["bioclf-exp validate"] < median["import torch"]
+
+
+def test_taxonomy_tiny(bench, capsys):
+    """Two rows of the taxonomy suite trained an epoch, read back as the report reads them."""
+    result = bench("taxonomy").main(["--tiny"])
+    out = capsys.readouterr().out
+    summary, deltas = result["summary"], result["deltas"]
+    assert list(zip(summary["variant"], summary["ranking"])) == [
+        ("cross_entropy", "as trained"), ("cross_entropy", "CRM"), ("hxe_a0.5", "as trained"), ("hxe_a0.5", "CRM")]
+    assert set(zip(deltas["variant"], deltas["ranking"])) == {("cross_entropy", "CRM"), ("hxe_a0.5", "as trained"),
+                                                              ("hxe_a0.5", "CRM")}
+    assert ((summary["class_acc"] >= 0) & (summary["class_acc"] <= 1)).all()
+    assert "| hxe_a0.5 | as trained | 1 |" in out and "Δ: each row minus cross_entropy" in out

@@ -139,13 +139,16 @@ def test_the_taxonomy_is_hashed_by_content(tmp_path):
 
 
 def test_the_generated_tree_makes_siblings_look_alike():
+    """Hue distance grows with the tree distance: siblings < genera of one family < families."""
     from bioclf.data.synthetic import class_look
 
-    hierarchy = (3, 2)
+    hierarchy = (3, 2)  # 12 classes: genera {0,1,2} {3,4,5} in family 0, {6,7,8} {9,10,11} in family 1
     hue = lambda c: class_look(c, hierarchy)[1][0]  # noqa: E731
-    circular = lambda a, b: min(abs(a - b), 1 - abs(a - b))  # noqa: E731
-    assert max(circular(hue(0), hue(c)) for c in (1, 2)) <= 0.05  # one genus: one colour
-    assert min(circular(hue(0), hue(c)) for c in range(3, 12)) >= 0.1  # other genera: other colours
+    dist = lambda a, b: min(abs(hue(a) - hue(b)), 1 - abs(hue(a) - hue(b)))  # noqa: E731
+    siblings = max(dist(0, 1), dist(0, 2), dist(9, 11))
+    cousins = [dist(a, b) for a in range(3) for b in range(3, 6)]
+    strangers = [dist(a, b) for a in range(6) for b in range(6, 12)]
+    assert siblings <= 0.04 < min(cousins) and max(cousins) < 0.12 < min(strangers)
     assert len({class_look(c, hierarchy)[0] for c in range(3)}) == 3  # siblings differ by shape
     tree = synthetic_taxonomy(7, [3, 2])
     assert tree.ranks == ("class", "genus", "family")

@@ -106,18 +106,22 @@ def class_look(label: int, hierarchy: tuple[int, ...] | None = None
 
 
 def _tree_look(label: int, hierarchy: tuple[int, ...]):
-    """Looks that follow the tree (``data.synthetic.hierarchy``): a genus owns a background hue
-    (golden-ratio spread over genera) and the siblings in it differ only by shape and a hue nudge
-    of 0.02, so colour tells the genus and only the shape tells the species; the family sets the
-    brightness, so genera of one family look more alike than genera of two. A model's mistakes
-    then fall mostly inside a genus, as with real species."""
+    """Looks that follow the tree (``data.synthetic.hierarchy``), so that confusions follow it
+    too: a family owns a hue (golden-ratio spread over families), the genera of a family sit
+    0.07 apart around it, and the siblings of a genus differ only by shape and a 0.015 nudge.
+    With ``difficulty`` the colour jitter then blurs siblings most, genera of one family less and
+    families least: a model's mistakes fall mostly inside a genus, some inside a family and few
+    across families, as with real species (rank 3, an order, only shifts the brightness)."""
     per_genus = hierarchy[0]
+    per_family = hierarchy[1] if len(hierarchy) > 1 else 1
     genus, sibling = divmod(label, per_genus)
-    family = genus // hierarchy[1] if len(hierarchy) > 1 else genus
+    family, in_family = divmod(genus, per_family)
+    order = family // hierarchy[2] if len(hierarchy) > 2 else 0
     shape = _SHAPE_LIST[(sibling + genus) % len(_SHAPE_LIST)]
-    hue = (genus * _GOLDEN + 0.02 * (sibling - (per_genus - 1) / 2)) % 1.0
-    value = (0.85, 0.5, 0.7)[family % 3]
-    saturation = (0.55, 0.9)[genus % 2]
+    hue = (family * _GOLDEN + 0.07 * (in_family - (per_family - 1) / 2)
+           + 0.015 * (sibling - (per_genus - 1) / 2)) % 1.0
+    value = (0.8, 0.6)[order % 2]
+    saturation = 0.75
     fg_hue = (hue + 0.5) % 1.0
     fg_value = 0.25 if value >= 0.7 else 0.95
     return shape, (hue, saturation, value), (fg_hue, 0.8, fg_value)

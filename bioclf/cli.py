@@ -42,6 +42,12 @@ def _seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"--seeds {text!r}: expected integers like 1,2,3") from None
 
 
+def _folds(text: str) -> int:
+    if not text.isdigit() or int(text) < 2:
+        raise argparse.ArgumentTypeError(f"--folds {text!r}: expected an integer of at least 2")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     # Long but flat: one block of add_argument calls per subcommand, in --help order.
     common = argparse.ArgumentParser(add_help=False)
@@ -52,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     spec_args.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                            help="override a config key for every variant, e.g. --set train.epochs=2 (repeatable)")
     spec_args.add_argument("--seeds", type=_seeds, help="comma-separated seeds (e.g. 0,1,2), replacing the spec's seeds: list")
+    spec_args.add_argument("--folds", type=_folds, metavar="K", help="K-fold out-of-fold evaluation: train and val "
+                           "pooled, K runs per variant x seed, every labelled image scored once "
+                           "(= --set evaluation.folds=K)")
 
     parser = _Parser(prog="bioclf-exp", description="Run, list and validate ablation specs; open the MLflow UI.",
                      epilog="Exit codes: 0 done, 1 a run failed, 2 bad input, 3 runs left to another process that was training them (busy). Docs: README.md, docs/.")
@@ -151,12 +160,22 @@ def _sigterm_as_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def spec_overrides(args) -> dict:
+    """``--set`` and ``--folds`` as one dotted mapping of overrides."""
+    from bioclf.spec import parse_set_overrides
+
+    overrides = parse_set_overrides(args.overrides)
+    if args.folds is not None:
+        overrides["evaluation.folds"] = args.folds
+    return overrides
+
+
 def cmd_run(args) -> int:
-    from bioclf.spec import load_suite, parse_set_overrides
+    from bioclf.spec import load_suite
 
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
 
-    suite = load_suite(args.spec, overrides=parse_set_overrides(args.overrides), seeds=args.seeds)
+    suite = load_suite(args.spec, overrides=spec_overrides(args), seeds=args.seeds)
     runs = suite.select(args.variant)  # an unknown --variant is bad input before anything starts
     ray_options = _ray_options(args)
     if args.dry_run:  # no torch, no store: the inventory alone
@@ -271,10 +290,10 @@ def _launch_torchrun(args) -> int:
 
 def cmd_list(args) -> int:
     from bioclf.inventory import param_counts
-    from bioclf.spec import load_suite, parse_set_overrides
+    from bioclf.spec import load_suite
     from bioclf.tracking import Tracker
 
-    suite = load_suite(args.spec, overrides=parse_set_overrides(args.overrides), seeds=args.seeds)
+    suite = load_suite(args.spec, overrides=spec_overrides(args), seeds=args.seeds)
     counts = param_counts(suite.runs, suite.path.parent)  # by formula: no model built
     tracker = Tracker(args.tracking_uri)
     exp_id = tracker.experiment_id(suite.name, create=False)
@@ -316,9 +335,9 @@ def _print_scratch(tracker) -> None:
 
 
 def cmd_validate(args) -> int:
-    from bioclf.spec import load_suite, parse_set_overrides
+    from bioclf.spec import load_suite
 
-    overrides = parse_set_overrides(args.overrides)
+    overrides = spec_overrides(args)
     for path in args.specs:
         suite = load_suite(path, overrides=overrides, seeds=args.seeds)
         print(f"ok: {path}: {len(suite.variants)} variant(s) x {len(suite.seeds)} seed(s) = {len(suite.runs)} run(s)")

@@ -67,6 +67,8 @@ class Job:
     diff: str = ""  # what the variant changes from the baseline, in one line (tag bioclf.diff)
     force: bool = False
     quiet: bool = False
+    # evaluation.folds: the groups of duplicate images the split keeps in one fold (absolute paths)
+    fold_groups: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass
@@ -78,11 +80,13 @@ class Outcome:
     run_id: str | None = None
     best_val_acc: float | None = None
     error: str | None = None
+    fold: int | None = None  # evaluation.folds: the fold the run held out
 
     @classmethod
     def of(cls, job: Job, status: Status, run_id: str | None = None, best_val_acc: float | None = None,
            error: str | None = None) -> "Outcome":
-        return cls(job.run.variant, job.run.seed, job.run.config_hash, status, run_id, best_val_acc, error)
+        return cls(job.run.variant, job.run.seed, job.run.config_hash, status, run_id, best_val_acc, error,
+                   job.run.fold)
 
 
 # Called with (job, its work folder) just before training starts: under DDP rank 0 tells the
@@ -149,7 +153,7 @@ def _open_run(job: Job, tracker: Tracker, previous: list[RunRecord], work_root: 
     else:
         run_id = tracker.start_variant(job.experiment_id, job.parent_id, variant=job.run.variant, seed=job.run.seed,
                                        config_hash=job.run.config_hash, suite_hash=job.suite_hash, params=job.params,
-                                       diff=job.diff)
+                                       diff=job.diff, fold=job.run.fold)
         kill_point("run_created")
         echo(f"{job.label}: training (run {run_id})")
     _retire(interrupted, run_id, tracker, work_root)
@@ -188,7 +192,7 @@ def _train_claimed(job: Job, tracker: Tracker, run_id: str, workdir: Path, echo:
         if before_train is not None:
             before_train(job, workdir)
         res = train(job.run.config, tracker.run_logger(run_id), workdir, quiet=job.quiet, base_dir=job.base_dir,
-                    resume=True, exclude=job.skipped)
+                    resume=True, exclude=job.skipped, fold_groups=job.fold_groups)
     except KeyboardInterrupt:
         tracker.finish(run_id, "KILLED")
         echo(f"{label}: interrupted; run {run_id} marked KILLED, rerun the same command to resume it")

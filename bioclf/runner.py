@@ -18,6 +18,7 @@ from pathlib import Path
 from bioclf.claims import claim
 from bioclf.errors import BioclfError
 from bioclf.data import build_datasets, check_dataset_images, check_num_classes
+from bioclf.data.folds import check_fold_counts, pooled
 from bioclf.datacheck import suite_data_check
 from bioclf.engine.distributed import current
 from bioclf.executors.local import LocalExecutor, follow
@@ -58,15 +59,16 @@ def _data_key(run: RunSpec) -> str:
     return repr(run.config.data.model_dump(include={"source", "root", "synthetic", "on_bad_image"}))
 
 
-def check_data(runs: list[RunSpec], base_dir: Path | None = None,
-               echo: Printer = print) -> tuple[dict[str, tuple[object, frozenset[str]]], dict[str, object]]:
+def check_data(runs: list[RunSpec], base_dir: Path | None = None, echo: Printer = print
+               ) -> tuple[dict[str, tuple[object, frozenset[str]]], dict[str, object], dict[str, tuple]]:
     """The data checks of each distinct dataset, before the first run trains: (scans, fingerprints).
 
     First the folders (a missing root, an empty class, a train/val mismatch, data.num_classes),
     then the data check (bioclf.datacheck: content fingerprint, duplicates; it decodes each image
     once and leaves the image scan cached), then the image scan with data.on_bad_image (an
     unreadable image fails the suite under 'error'). scans: data key -> (scan report, paths to
-    skip); fingerprints: data key -> DatasetFingerprint."""
+    skip); fingerprints: data key -> DatasetFingerprint; groups: data key -> the duplicate groups
+    a K-fold split keeps together (evaluation.folds; every class checked to have K images)."""
     folders: dict[str, RunSpec] = {}
     classes_of: dict[str, list[str]] = {}
     for run in runs:
@@ -78,13 +80,31 @@ def check_data(runs: list[RunSpec], base_dir: Path | None = None,
         folders[_data_key(run)] = run
         classes_of[_data_key(run)] = classes
     check_taxonomies(runs, classes_of, echo)
-    fingerprints = data_fingerprints(runs, base_dir, echo)
+    fingerprints, groups = data_fingerprints(runs, base_dir, echo)
     scans: dict[str, tuple[object, frozenset[str]]] = {}
     for run in runs:
         key = _data_key(run)
         if key not in scans:
             scans[key] = check_dataset_images(run.config.data, base_dir) if key in folders else (None, frozenset())
-    return scans, fingerprints
+    check_fold_sizes(runs, base_dir, scans)
+    return scans, fingerprints, groups
+
+
+def check_fold_sizes(runs: list[RunSpec], base_dir: Path | None, scans: dict) -> None:
+    """Every run with evaluation.folds: K has at least K labelled images of each class (train +
+    val, skipped images left out), before anything trains: one line naming the class."""
+    seen: set[tuple] = set()
+    for run in runs:
+        folds = run.config.evaluation.folds
+        key = (_data_key(run), folds)
+        if folds is None or key in seen:
+            continue
+        seen.add(key)
+        train_ds, val_ds, classes, _ = build_datasets(run.config.data, base_dir, exclude=scans[key[0]][1])
+        try:
+            check_fold_counts(pooled(train_ds, val_ds)[1], list(classes), folds)
+        except BioclfError as exc:
+            raise BioclfError(f"variant {run.variant}: {exc}") from None
 
 
 def check_taxonomies(runs: list[RunSpec], classes_of: dict[str, list[str]], echo: Printer = print) -> None:
@@ -108,15 +128,18 @@ def check_taxonomies(runs: list[RunSpec], classes_of: dict[str, list[str]], echo
             echo(f"data: taxonomy {describe_taxonomy(tree)}")
 
 
-def data_fingerprints(runs: list[RunSpec], base_dir: Path | None, echo: Printer) -> dict[str, object]:
-    """The data check of each distinct dataset (cached per file; warnings echoed) and the
-    fingerprint every run of it logs: data key -> bioclf.datacheck.DatasetFingerprint."""
+def data_fingerprints(runs: list[RunSpec], base_dir: Path | None, echo: Printer
+                      ) -> tuple[dict[str, object], dict[str, tuple]]:
+    """The data check of each distinct dataset (cached per file; warnings echoed): (data key ->
+    the bioclf.datacheck.DatasetFingerprint every run of it logs, data key -> its duplicate groups)."""
     found: dict[str, object] = {}
+    groups: dict[str, tuple] = {}
     for run in runs:
         key = _data_key(run)
         if key not in found:
-            found[key], _ = suite_data_check(run.config.data, base_dir, echo=echo)
-    return found
+            found[key], report = suite_data_check(run.config.data, base_dir, echo=echo)
+            groups[key] = report.duplicate_groups() if report is not None else ()
+    return found, groups
 
 
 def preflight(runs: list[RunSpec], base_dir: Path | None = None) -> dict[str, ParamCount]:
@@ -155,7 +178,8 @@ def suite_manifest(suite: Suite) -> dict:
         "baseline": suite.baseline,
         "seeds": suite.seeds,
         "variants": suite.variant_names,
-        "runs": [{"variant": r.variant, "seed": r.seed, "config_hash": r.config_hash} for r in suite.runs],
+        "runs": [{"variant": r.variant, "seed": r.seed, "config_hash": r.config_hash,
+                  **({"fold": r.fold} if r.fold is not None else {})} for r in suite.runs],
         "diffs": {v: {k: list(pair) for k, pair in suite.diff_from_baseline(v).items()} for v in suite.variants},
     }
 
@@ -256,7 +280,7 @@ def plan_suite(suite: Suite, runs: list[RunSpec], tracking_uri: str | None, *, f
     """Preflight, data checks, the suite's parent run, and a Job per run (rank 0 only under DDP)."""
     base_dir = suite.path.parent
     counts = preflight(runs, base_dir)
-    scans, fingerprints = check_data(runs, base_dir, echo)
+    scans, fingerprints, groups = check_data(runs, base_dir, echo)
     for report, skipped in {id(v): v for v in scans.values()}.values():
         if skipped:
             echo(f"data: skipping {len(skipped)} unreadable image(s) in {report.root} (data.on_bad_image: skip)")
@@ -274,12 +298,12 @@ def plan_suite(suite: Suite, runs: list[RunSpec], tracking_uri: str | None, *, f
     for i, run in enumerate(runs):
         report, skipped = scans[_data_key(run)]
         jobs.append(Job(
-            index=i, label=f"[{i + 1}/{len(runs)}] {run.variant} seed {run.seed}", run=run,
+            index=i, label=f"[{i + 1}/{len(runs)}] {run.name}", run=run,
             params=run_params(run.config, num_classes_of(run.config, base_dir), counts[run.config_hash]),
             base_dir=base_dir, fingerprint=fingerprints[_data_key(run)], tracking_uri=tracker.uri,
             experiment_id=exp_id, parent_id=parent_id, suite_hash=suite.suite_hash, skipped=skipped,
             skipped_text=report.bad_list_text() if skipped else "", diff=suite.diff_text(run.variant), force=force,
-            quiet=quiet))
+            quiet=quiet, fold_groups=groups[_data_key(run)] if run.fold is not None else ()))
     return SuitePlan(tracker, exp_id, parent_id, jobs)
 
 
@@ -299,13 +323,16 @@ def _open_suite_run(tracker: Tracker, exp_id: str, suite: Suite, force: bool) ->
 
 
 def summary_table(result: SuiteResult) -> str:
-    rows = [f"{'variant':<28} {'seed':>6} {'status':<9} {'val acc':>8}  run"]
+    folds = any(o.fold is not None for o in result.outcomes)
+    fold_head = f" {'fold':>4}" if folds else ""
+    rows = [f"{'variant':<28} {'seed':>6}{fold_head} {'status':<9} {'val acc':>8}  run"]
     for o in result.outcomes:
         acc = f"{100 * o.best_val_acc:.1f}%" if o.best_val_acc is not None else "-"
         tail = o.run_id or "-"
         if o.error:
             tail += f"  ({o.error})"
-        rows.append(f"{o.variant:<28} {o.seed:>6} {str(o.status):<9} {acc:>8}  {tail}")
+        fold = f" {o.fold if o.fold is not None else '-':>4}" if folds else ""
+        rows.append(f"{o.variant:<28} {o.seed:>6}{fold} {str(o.status):<9} {acc:>8}  {tail}")
     counts = {status: sum(o.status == status for o in result.outcomes) for status in Status}
     parts = [f"{counts[Status.FINISHED]} trained", f"{counts[Status.SKIPPED]} already finished"]
     parts += [f"{n} {status.value}" for status, n in counts.items() if n and status.is_failure]

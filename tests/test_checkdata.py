@@ -363,7 +363,8 @@ def test_a_suite_decodes_each_image_once_before_training(tmp_path, monkeypatch):
     spec.write_text(f"name: once\ndata: {{source: folder, root: {root}, num_workers: 0}}\n"
                     "model: {backbone: resnet18}\nvariants: {a: {}, b: {loss.label_smoothing: 0.0}}\n")
     runs = load_suite(spec).runs
-    scans, fingerprints = check_data(runs, spec.parent, echo=lambda line: None)
+    scans, fingerprints, groups = check_data(runs, spec.parent, echo=lambda line: None)
+    assert len(groups) == 1  # one dataset: its duplicate groups (train and val share images here)
     assert len(decoded) == 12 and set(decoded.values()) == {1}
     (report, skipped), = {id(v): v for v in scans.values()}.values()
     assert report.from_cache and report.n_images == 12 and not skipped

@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from bioclf.data.cache import resized_paths
+from bioclf.data.folds import FoldPlan, fold_datasets
 from bioclf.data.pipeline import BatchStage, build_pipeline, resolve_pipeline
 from bioclf.data.scan import ScanReport, apply_bad_image_policy, scan_dataset
 from bioclf.data.folder import (  # noqa: F401 (resolve_root re-exported)
@@ -58,6 +59,7 @@ class DataBundle:
     pipeline: str = "reference"  # data.pipeline as resolved for this device
     # where each component ran, e.g. {"train": "workers: read | device: decode, ...", "eval": ...}
     stages: dict[str, str] = dataclasses.field(default_factory=dict)
+    fold_rows: list | None = None  # evaluation.folds: (path, label, fold) of every pooled image
 
     def eval_input(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """The first validation image as the model sees it (1, C, H, W), on ``device``."""
@@ -71,22 +73,30 @@ def build_datasets(
     base_dir: str | Path | None = None,
     exclude: Iterable[str] = frozenset(),
     pipeline: str = "reference",
+    fold: FoldPlan | None = None,
 ):
     """(train_ds, val_ds, classes, class_names) for ``cfg``: train gets train_transforms, val eval_transforms.
 
     ``exclude``: absolute image paths to leave out (from apply_bad_image_policy / check_dataset_images).
     ``pipeline``: the resolved data.pipeline (resolve_pipeline); each dataset gets the matching
     ``batch_transform`` and ``plan`` attributes. No image is decoded here.
+    ``fold`` (evaluation.folds): train and val pooled; train_ds is every fold but ``fold.fold``,
+    val_ds that fold (bioclf.data.folds); the split's rows are ``train_ds.fold_rows``.
     """
     train_tf, train_batch, train_plan = build_pipeline(cfg.train_transforms, cfg.mean, cfg.std, pipeline)
     eval_tf, eval_batch, eval_plan = build_pipeline(cfg.eval_transforms, cfg.mean, cfg.std, pipeline)
     train_ds, val_ds, classes, class_names = _datasets(cfg, base_dir, exclude, train_tf, eval_tf)
+    if fold is not None:  # each split once more, with the other split's transforms
+        train_as_eval, val_as_train = _datasets(cfg, base_dir, exclude, eval_tf, train_tf)[:2]
+        train_ds, val_ds, rows = fold_datasets((train_ds, val_as_train), (train_as_eval, val_ds), fold)
+        train_ds.fold_rows = rows
     train_ds.batch_transform, val_ds.batch_transform = train_batch, eval_batch
     train_ds.plan, val_ds.plan = train_plan, eval_plan
     return train_ds, val_ds, classes, class_names
 
 
 def _datasets(cfg, base_dir, exclude, train_tf, eval_tf):
+    """(train split, val split, classes, class names), each split with the transform given for it."""
     if cfg.source == "synthetic":
         train_ds = SyntheticDataset(cfg.synthetic, "train", train_tf)
         val_ds = SyntheticDataset(cfg.synthetic, "val", eval_tf)
@@ -129,6 +139,7 @@ def build_loaders(
     batch_transforms: bool = False,
     rank: int = 0,
     world: int = 1,
+    fold: FoldPlan | None = None,
 ) -> DataBundle:
     """Train (shuffled, seeded) and val (in order) loaders for ``cfg``, without the ``exclude`` paths.
 
@@ -141,13 +152,14 @@ def build_loaders(
     ``eval_batch_transform`` to every batch, so data.pipeline may resolve to ``device``
     (without it, ``auto`` is ``reference`` and ``device`` is an error).
     With ``data.resize_cache`` the train images are read from the pre-resized copies
-    (bioclf.data.cache), built here on first use.
+    (bioclf.data.cache), built here on first use. ``fold``: see build_datasets.
     """
     pipeline = resolve_pipeline(cfg.pipeline, device_type if batch_transforms else "cpu")
     if pipeline == "device" and not batch_transforms:
         raise BioclfError("data.pipeline: 'device' needs a caller that runs the batch stage (the trainer); "
                           "use 'reference' here")
-    train_ds, val_ds, classes, class_names = build_datasets(cfg, base_dir, exclude=exclude, pipeline=pipeline)
+    train_ds, val_ds, classes, class_names = build_datasets(cfg, base_dir, exclude=exclude, pipeline=pipeline,
+                                                            fold=fold)
     resized_now = _use_resize_cache(cfg, train_ds, base_dir)
     if len(train_ds) < 2:
         raise BioclfError(f"data: the train split has {len(train_ds)} image(s); training needs at least 2")
@@ -172,7 +184,8 @@ def build_loaders(
     return DataBundle(train=train, val=val, classes=list(classes), class_names=class_names, num_classes=len(classes),
                       train_batch_transform=train_ds.batch_transform, eval_batch_transform=val_ds.batch_transform,
                       resized_now=resized_now, pipeline=pipeline,
-                      stages={"train": train_ds.plan.describe(), "eval": val_ds.plan.describe()})
+                      stages={"train": train_ds.plan.describe(), "eval": val_ds.plan.describe()},
+                      fold_rows=getattr(train_ds, "fold_rows", None))
 
 
 def _use_resize_cache(cfg: "DataConfig", train_ds, base_dir) -> int:
@@ -180,7 +193,9 @@ def _use_resize_cache(cfg: "DataConfig", train_ds, base_dir) -> int:
     if not short_side or cfg.source != "folder":
         return 0
     mapping, resized_now = resized_paths(resolve_root(cfg, base_dir), [p for p, _ in train_ds.samples], short_side)
-    train_ds.read_paths = {p: q for p, q in mapping.items() if p != q}
+    read_paths = {p: q for p, q in mapping.items() if p != q}
+    for part in getattr(train_ds, "parts", [train_ds]):  # a fold's training set reads both splits
+        part.read_paths = read_paths
     return resized_now
 
 

@@ -156,6 +156,18 @@ class DataReport:
     def duplicates(self) -> list[Duplicate]:
         return self.exact_duplicates() + self.near
 
+    def duplicate_groups(self) -> tuple[tuple[str, ...], ...]:
+        """Absolute paths of every exact group and near pair within train and val: what a K-fold
+        split keeps inside one fold (bioclf.data.folds). Near pairs beyond ``max_pairs`` are not
+        listed (``near_truncated``), so they are not kept together."""
+        root = Path(self.root)
+
+        def labelled(rels) -> tuple[str, ...]:
+            return tuple(str(root / rel) for rel in rels if rel.split("/", 1)[0] in LABELLED_SPLITS)
+
+        groups = [labelled(g) for g in self.exact_groups] + [labelled((d.a, d.b)) for d in self.near]
+        return tuple(g for g in groups if len(g) > 1)
+
     def cross_split_groups(self) -> list[list[str]]:
         return [g for g in self.exact_groups if len({rel.split("/", 1)[0] for rel in g}) > 1]
 

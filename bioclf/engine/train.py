@@ -26,6 +26,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from bioclf.data import DataBundle, build_loaders, check_num_classes
+from bioclf.data.folds import FoldPlan
 from bioclf.engine.checkpoint import load_checkpoint, save_atomic
 from bioclf.engine.device import amp_dtype, autocast, resolve_device, seed_everything
 from bioclf.engine.distributed import Dist, current, reseed_for_epoch, train_device
@@ -312,6 +313,7 @@ def train(
     base_dir: Path | None = None,
     resume: bool = False,
     exclude: frozenset[str] = frozenset(),
+    fold_groups: tuple[tuple[str, ...], ...] = (),
 ) -> TrainResult:
     """Train one run to the end (epochs or early stop) and report it.
 
@@ -334,7 +336,8 @@ def train(
         torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
         torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark and not cfg.train.deterministic
         data = build_loaders(cfg.data, seed=cfg.train.seed, device_type=device.type, base_dir=base_dir,
-                             exclude=exclude, batch_transforms=True, rank=ctx.rank, world=ctx.world)
+                             exclude=exclude, batch_transforms=True, rank=ctx.rank, world=ctx.world,
+                             fold=fold_plan(cfg, fold_groups))
         check_num_classes(cfg.data, data.num_classes)
         tree = run_taxonomy(cfg, data.classes)
         return _train(cfg, logger, Path(workdir), data, device, quiet=quiet, resume=resume, tree=tree)
@@ -344,6 +347,17 @@ def train(
             shutdown_loader(data.val)
         del data
         release(device)
+
+
+def fold_plan(cfg: RunConfig, groups: tuple[tuple[str, ...], ...] = ()) -> FoldPlan | None:
+    """The fold this run holds out (evaluation.folds), with the duplicate groups to keep together."""
+    evaluation = cfg.evaluation
+    if evaluation.folds is None:
+        return None
+    if evaluation.fold is None:
+        raise BioclfError("evaluation.folds: a run needs its evaluation.fold (0..K-1); a suite sets it for each of "
+                          "its K runs (bioclf-exp run)")
+    return FoldPlan(evaluation.folds, evaluation.fold, evaluation.fold_seed, groups)
 
 
 @dataclass
@@ -456,6 +470,10 @@ def _start(cfg: RunConfig, logger: RunLogger, workdir: Path, data: DataBundle, p
         logger.log_artifact(workdir / contract.CLASSES)
         if tree is not None:  # the tree the run trained with, for the report (data.taxonomy may move)
             logger.log_artifact(tree.write_csv(workdir / contract.TAXONOMY))
+        if data.fold_rows is not None:  # the split every fold run of the suite shares
+            pd.DataFrame(data.fold_rows, columns=["path", "label", "fold"]).to_csv(workdir / contract.FOLDS,
+                                                                                  index=False)
+            logger.log_artifact(workdir / contract.FOLDS)
     return _Progress()
 
 

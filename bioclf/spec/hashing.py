@@ -102,6 +102,9 @@ HASH_DEFAULTS: dict[str, Any] = {
     "model.head.rank_weights": None,
     "loss.soft_labels_beta": 10.0,
     "loss.hxe_alpha": 0.1,
+    "evaluation.folds": None,
+    "evaluation.fold_seed": 0,
+    "evaluation.fold": None,
 }
 
 # Defaults that moved away from their HASH_DEFAULTS entry: key -> (entry, new default, why).

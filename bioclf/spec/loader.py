@@ -41,6 +41,16 @@ class RunSpec:
     # the version-1 hash of the same config (bioclf.spec.hashing.legacy_hash), or None
     legacy_hash: str | None = None
 
+    @property
+    def fold(self) -> int | None:
+        """The fold this run holds out (evaluation.folds), or None."""
+        return self.config.evaluation.fold
+
+    @property
+    def name(self) -> str:
+        """``variant seed s`` (``fold k`` appended for a fold run): how consoles name it."""
+        return f"{self.variant} seed {self.seed}" + (f" fold {self.fold}" if self.fold is not None else "")
+
 
 @dataclass
 class Suite:
@@ -269,7 +279,8 @@ def load_suite(
     baseline = _baseline(baseline_raw, variants, where)
     cli = _absolutise_data_paths(expand_dotted(overrides or {}), Path.cwd())
     seeds = _seeds(seeds if seeds is not None else seeds_raw, merged, cli, where)
-    runs = [_run_spec(vname, vover, seed, merged, cli, path) for vname, vover in variants.items() for seed in seeds]
+    runs = [fold_run for vname, vover in variants.items() for seed in seeds
+            for fold_run in _per_fold(_run_spec(vname, vover, seed, merged, cli, path))]
     suite_blob = json.dumps([name, [(r.variant, r.seed, r.config_hash) for r in runs]])
     return Suite(
         path=path,
@@ -315,6 +326,18 @@ def _seeds(seeds, merged: dict, cli: dict, where: str) -> list[int]:
     if len(set(seeds)) != len(seeds):
         raise BioclfError(f"{where}: seeds: {seeds} has repeats")
     return seeds
+
+
+def _per_fold(run: RunSpec) -> list[RunSpec]:
+    """A run with ``evaluation.folds: K`` (and no fold of its own) is K runs, one per held-out fold."""
+    evaluation = run.config.evaluation
+    if evaluation.folds is None or evaluation.fold is not None:
+        return [run]
+    out = []
+    for fold in range(evaluation.folds):
+        cfg = run.config.model_copy(update={"evaluation": evaluation.model_copy(update={"fold": fold})})
+        out.append(RunSpec(run.variant, run.seed, cfg, hash_config(cfg), None))
+    return out
 
 
 def _run_spec(vname: str, vover: dict, seed: int, merged: dict, cli: dict, path: Path) -> RunSpec:

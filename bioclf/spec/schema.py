@@ -361,6 +361,25 @@ class EvaluationConfig(Strict):
         description="Test-time augmentation. none: one forward pass; flip: the softmax averaged over the image and "
         "its horizontal mirror (twice the evaluation compute; val_loss is the loss of the averaged probabilities).",
     )
+    folds: int | None = Field(
+        None, ge=2,
+        description="K-fold out-of-fold evaluation: train and val are pooled and split into K folds, stratified by "
+        "class, with every group of duplicate images (exact or near, from the data check) inside one fold; each "
+        "variant x seed trains K runs (tag bioclf.fold), each validated on the fold it did not train on, so every "
+        "labelled image is predicted once by a model that never saw it (or its twin). The report's statistics then "
+        "use all of them. null: the val split. Also: bioclf-exp run SPEC --folds K. See docs/statistics.md.",
+    )
+    fold_seed: int = Field(0, description="Seed of the fold split (the same for every variant and training seed, "
+                           "so runs are paired image by image).")
+    fold: int | None = Field(
+        None, ge=0, description="Which fold a run holds out, 0..K-1: set by the suite for each of its K runs; set it "
+        "only to run one fold.")
+
+    @model_validator(mode="after")
+    def _fold_in_range(self) -> "EvaluationConfig":
+        if self.fold is not None and (self.folds is None or self.fold >= self.folds):
+            raise ValueError(f"evaluation.fold: {self.fold} needs evaluation.folds above it (folds are 0..K-1)")
+        return self
 
 
 TREE_LOSSES = ("soft_labels", "hxe")  # losses that need a taxonomy

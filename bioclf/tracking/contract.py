@@ -68,6 +68,8 @@ REPORT_DIR = "report"
 CONFIG = "config.yaml"
 CLASSES = "classes.csv"
 TAXONOMY = "taxonomy.csv"
+FOLDS = "folds.csv"
+FOLD = "bioclf.fold"
 HISTORY = "history.csv"
 PREDICTIONS_DIR = "predictions"
 PREDICTIONS = f"{PREDICTIONS_DIR}/val.csv"
@@ -117,6 +119,7 @@ VARIANT_ROWS = (
     ("tag", (DIFF,), "what the variant changes from the baseline, short and readable: "
                      "`loss.label_smoothing 0.1→0.0; optimizer.lr 0.001→0.002`; `baseline` on the baseline"),
     ("tag", (SEED,), "the seed, as text"),
+    ("tag", (FOLD,), "with `evaluation.folds`: the fold the run holds out, 0..K-1, as text"),
     ("tag", (CONFIG_HASH,), "12 hex digits: hash of the resolved config (seed included; workers, device, progress "
                             "bars excluded), version 2: see \"Config hash\""),
     ("tag", (CONFIG_HASH_V1,), "on runs written before config hash version 2 and recognised since: their original "
@@ -189,6 +192,8 @@ CONDITIONAL_ROWS = (
 ARTIFACT_ROWS = (
     ((CONFIG,), "the resolved config of the run"),
     ((CLASSES,), "`label,folder,name`: label index, class folder, display name"),
+    ((FOLDS,), "with `evaluation.folds`: `path,label,fold` of every labelled image (train and val pooled), the "
+               "split every fold run of the suite shares; the run's `val.csv` is its fold's images"),
     ((TAXONOMY,), "with a taxonomy (`data.taxonomy` or `data.synthetic.hierarchy`): the class tree the run trained "
                   "with, `class,<rank>,...`, one row per class in label order; the report's Table 7 reads it"),
     ((HISTORY,), "`epoch` and every per-epoch metric above, one row per epoch"),

@@ -230,7 +230,7 @@ class Tracker:
         )]
 
     def start_variant(self, experiment_id: str, parent_id: str, *, variant: str, seed: int, config_hash: str,
-                      suite_hash: str, params: Mapping[str, Any], diff: str = "") -> str:
+                      suite_hash: str, params: Mapping[str, Any], diff: str = "", fold: int | None = None) -> str:
         tags = {
             C.PARENT_RUN: parent_id,
             C.ROLE: C.ROLE_VARIANT,
@@ -242,7 +242,11 @@ class Tracker:
         }
         if diff:
             tags[C.DIFF] = diff[:_MAX_TAG]
-        run = self.client.create_run(experiment_id, tags=tags, run_name=f"{variant}/seed{seed}")
+        name = f"{variant}/seed{seed}"
+        if fold is not None:
+            tags[C.FOLD] = str(fold)
+            name += f"/fold{fold}"
+        run = self.client.create_run(experiment_id, tags=tags, run_name=name)
         items = [Param(k, _param_value(v)) for k, v in params.items()]
         for chunk in _chunks(items, _MAX_PARAMS):
             self.client.log_batch(run.info.run_id, params=chunk)

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from analysis import classwise, hierarchy, tables
+from analysis import classwise, folds, hierarchy, tables
 from analysis.cache import ReportCache, content_key, figure_code, table_code
 from analysis.history import Curves, best_epoch_of, by_run, stopped_early
 from analysis.html import write_html
@@ -310,6 +310,8 @@ def _metrics_section(data: SuiteData, out: _Writer) -> Section:
     if data.multi_seed:
         section.table(out.table(tables.metrics_summary_table(data.runs, data.variants)))
     section.table(out.table(tables.metrics_table(data.runs)))
+    if data.fold_runs is not None:
+        section.table(out.table(tables.fold_table(folds.fold_spread(data.fold_runs, data.variants), data.runs)))
     return section
 
 
@@ -350,6 +352,9 @@ def _ablation_section(data: SuiteData, out: _Writer, significance: pd.DataFrame 
     section = Section(f"Tables 4–6. {title}")
     runs = data.runs.assign(shared_machine=tables.machine_shared(data.runs, data.histories))
     ablation = tables.ablation_table(runs, data.baseline, data.variants, data.diffs, title, significance)
+    if data.fold_runs is not None:
+        ablation.notes.insert(0, "Out of fold: 'validation' here means every labelled image (train + val), each "
+                                 "scored by the fold run that did not train on it (Table 3b: each fold's own).")
     table = out.table(ablation)
     section.table(table)
     section.table(out.table(tables.cost_table(ablation)))

@@ -226,6 +226,7 @@ def run(args, say=print) -> int:
 
 def _build_all(args, formats, keys: dict[str, str], current: dict[str, dict], pool, say, err) -> int:
     from analysis.build import FIGURES, TABLES, BuildOptions, build_report
+    from analysis.folds import pool_folds
     from analysis.store import StoreReader  # imported here: --help stays fast (mlflow is slow to import)
 
     reader = StoreReader(args.tracking_uri)
@@ -243,6 +244,7 @@ def _build_all(args, formats, keys: dict[str, str], current: dict[str, dict], po
             started = time.perf_counter()
             # paired tests need every run's predictions; the taxonomy table every run's softmax
             data = reader.load(experiment, suite, all_predictions=True, val_probs=args.taxonomy is not None)
+            data = pool_folds(data)  # evaluation.folds: each variant x seed's K fold runs as one row
             if data.runs["run_id"].isna().all():
                 raise ReportError(f"nothing to report for {experiment!r}: suite run {suite.info.run_id} "
                                   "has no run in the store yet")

@@ -352,7 +352,8 @@ def _run_record(row: dict, run: Run | None, baseline: str) -> dict:
     record = {"variant": row["variant"], "seed": row.get("seed"), "config_hash": row.get("config_hash"),
               "run_id": None, "run_name": None, "status": NOT_RUN, "error": None, "parent_run_id": None,
               "start_time": pd.NaT, "end_time": pd.NaT, "num_params": None, "num_trainable_params": None,
-              "max_epochs": None, "is_baseline": row["variant"] == baseline, "data_fingerprint": None, "host": None}
+              "max_epochs": None, "is_baseline": row["variant"] == baseline, "data_fingerprint": None, "host": None,
+              "fold": row.get("fold")}
     record.update(dict.fromkeys(FINAL_METRICS, float("nan")))
     if run is None:
         return record

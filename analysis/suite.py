@@ -25,7 +25,7 @@ NOT_RUN = "NOT RUN"  # a row of the suite with no run in the store
 # Columns every runs frame has (SuiteData.runs), besides ``params.<key>`` and the final metrics.
 RUN_COLUMNS = ("variant", "seed", "config_hash", "run_id", "run_name", "status", "error", "parent_run_id",
                "start_time", "end_time", "num_params", "num_trainable_params", "max_epochs", "is_baseline",
-               "data_fingerprint", "host")
+               "data_fingerprint", "host", "fold")
 
 
 @dataclass
@@ -58,6 +58,7 @@ class SuiteData:
     val_probs: dict = field(default_factory=dict)  # run_id -> (N, C) softmax of val_probs.npz, when read
     taxonomy: object = None  # bioclf.taxonomy.Taxonomy of the report (--taxonomy, else the runs'), or None
     logged_taxonomy: pd.DataFrame | None = None  # taxonomy.csv of a run that trained with one (all strings)
+    fold_runs: pd.DataFrame | None = None  # evaluation.folds: the fold runs pooled into ``runs`` (analysis.folds)
 
     def history_of(self, run_id: str | None) -> pd.DataFrame:
         """One run's history sorted by epoch (empty when the run has none)."""

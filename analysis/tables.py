@@ -320,6 +320,24 @@ def metrics_summary_table(runs: pd.DataFrame, variants: list[str]) -> Table:
 # ---------------------------------------------------------------- training progress (Table 2)
 
 
+def fold_table(spread: pd.DataFrame, runs: pd.DataFrame) -> Table:
+    """Table 3b: each fold run's accuracy on its own fold, their mean ± sd and range, next to the
+    out-of-fold accuracy of all the folds' predictions (the number the ablation table uses)."""
+    frame = spread.copy()
+    if not frame.empty:
+        oof = runs.set_index(["variant", "seed"])["best_val_acc"]
+        frame["oof_acc"] = [oof.get((v, s), np.nan) for v, s in zip(frame["variant"], frame["seed"])]
+    columns = [Column("variant", "Variant"), Column("seed", "Seed", "int"), Column("n_folds", "Folds", "int"),
+               Column("fold_accs", "Accuracy per fold (%)"), Column("fold_mean", "Mean (%)", "pct", std_key="fold_std"),
+               Column("fold_min", "Min (%)", "pct"), Column("fold_max", "Max (%)", "pct"),
+               Column("oof_acc", "Out-of-fold (%)", "pct")]
+    if frame.empty:
+        frame = pd.DataFrame(columns=[c.key for c in columns])
+    notes = ["Each fold run scored on the fold it did not train on. The spread between folds is what one "
+             "train/val split could have shown; the out-of-fold accuracy pools every labelled image once."]
+    return Table("table3b_folds", "Table 3b. Folds: accuracy of each held-out fold", frame, columns, notes)
+
+
 def progress_frame(runs: pd.DataFrame, histories: pd.DataFrame) -> pd.DataFrame:
     """Key epochs of every run with a history, in suite order (see ``history.key_epochs``)."""
     parts = []

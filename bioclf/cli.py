@@ -302,7 +302,9 @@ def cmd_list(args) -> int:
         for r in tracker.variant_runs(exp_id):  # newest first: keep the latest run per hash
             latest.setdefault(r.config_hash, r)
     print(f"{suite.name} ({args.spec}): {len(suite.runs)} run(s), baseline {suite.baseline}; store {tracker.uri}")
-    print(f"{'variant':<26} {'seed':>5} {'hash':<12} {'params':>13} {'status':<9} {'val acc':>8} {'disk':>9}")
+    folds = any(run.fold is not None for run in suite.runs)
+    print(f"{'variant':<26} {'seed':>5}{' fold' if folds else ''} {'hash':<12} {'params':>13} {'status':<9} "
+          f"{'val acc':>8} {'disk':>9}")
     total = 0
     for run in suite.runs:
         # a run of an earlier release with the same config (re-tagged by the next `run`)
@@ -313,7 +315,8 @@ def cmd_list(args) -> int:
         size = tracker.artifact_bytes(found.run_id) if found is not None else 0
         total += size
         disk = f"{size / 1e6:.1f} MB" if found is not None else "-"
-        print(f"{run.variant:<26} {run.seed:>5} {run.config_hash:<12} {counts[run.config_hash].total:>13,} "
+        fold = f" {run.fold:>4}" if folds else ""
+        print(f"{run.variant:<26} {run.seed:>5}{fold} {run.config_hash:<12} {counts[run.config_hash].total:>13,} "
               f"{status:<9} {acc_text:>8} {disk:>9}")
     print(f"artifacts of these runs: {total / 1e6:.1f} MB")
     _print_scratch(tracker)
@@ -536,6 +539,9 @@ def _dispatch(args) -> int:
     except KeyboardInterrupt:
         print("bioclf-exp: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `bioclf-exp list ... | head`: the reader left; so do we, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return EXIT_OK
 
 
 if __name__ == "__main__":

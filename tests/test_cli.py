@@ -223,3 +223,13 @@ def _descendants(pid: int) -> list[int]:
 
 def _alive(pids: list[int]) -> list[int]:
     return [pid for pid in pids if (stat := _stat(pid)) and stat[0] != "Z"]
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    """`bioclf-exp list SPEC | head -1`: the reader leaves early; no traceback, exit 0."""
+    env = {**__import__("os").environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"}
+    proc = subprocess.Popen([sys.executable, "-m", "bioclf.cli", "validate", *[str(EXPERIMENTS / "smoke.yaml")] * 400],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()  # before the first line is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0 and "Traceback" not in err, err

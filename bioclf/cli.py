@@ -130,9 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("-o", "--output", type=Path, required=True, metavar="CSV", help="the prediction CSV to write")
     pred.add_argument("--top5", type=Path, metavar="CSV", help="also write image_name,top5,p_pred")
     pred.add_argument("--probs", type=Path, metavar="CSV", help="also write every class probability per image")
-    pred.add_argument("--tta", choices=["none", "flip"], default=None,
-                      help="test-time augmentation: flip averages the image and its mirror "
-                           "(default: the run's evaluation.tta)")
+    pred.add_argument("--tta", choices=["none", "flip", "five_crop"], default=None,
+                      help="test-time augmentation: flip averages the image and its mirror, five_crop its corners "
+                           "and centre (default: the run's evaluation.tta)")
     pred.add_argument("--batch-size", type=int, help="default: the run's eval batch size")
     pred.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     pred.add_argument("--workers", type=int, help="DataLoader workers (default: the run's data.num_workers)")

@@ -84,3 +84,27 @@ def test_tta_is_a_checked_spec_field_and_predict_defaults_to_it():
     assert _check_args("r1", None, None, None, None, __import__("pathlib").Path("x.csv"), []) is None
     with pytest.raises(BioclfError, match="--tta 'mirror'"):
         _check_args("r1", None, None, "mirror", None, __import__("pathlib").Path("x.csv"), [])
+
+
+def test_five_crops_are_the_corners_and_the_centre_resized_back():
+    from bioclf.engine.evaluate import five_crops
+
+    ramp = torch.arange(16.0).repeat(16, 1)[None, None]  # value = column index, 16 x 16
+    views = five_crops(ramp)  # 14 x 14 crops (0.875 of 16), resized back to 16 x 16
+    assert all(v.shape == ramp.shape for v in views)
+    left, right = views[0][0, 0, 0], views[1][0, 0, 0]
+    assert left.min() >= 0 and left.max() <= 13 and right.min() >= 2 and right.max() <= 15
+    torch.testing.assert_close(views[4].mean(), ramp.mean())  # the centre crop of a symmetric ramp
+
+
+def test_five_crop_of_a_crop_invariant_model_equals_no_tta():
+    """An image of one colour and a model that sees only the mean colour: every crop is the image."""
+    g = torch.Generator().manual_seed(1)
+    images = torch.rand(10, 3, 1, 1, generator=g).expand(10, 3, 8, 8).contiguous()
+    loader = DataLoader(_Images(images, torch.randint(0, 4, (10,), generator=g)), batch_size=4)
+    model, loss = _pooled(), nn.CrossEntropyLoss()
+    plain = evaluate(model, loader, loss, torch.device("cpu"))
+    crops = evaluate(model, loader, loss, torch.device("cpu"), tta="five_crop")
+    np.testing.assert_allclose(crops.probs, plain.probs, rtol=1e-5, atol=1e-7)
+    spatial = evaluate(_spatial(), _loader(), loss, torch.device("cpu"), tta="five_crop")
+    assert not np.allclose(spatial.probs, evaluate(_spatial(), _loader(), loss, torch.device("cpu")).probs)

@@ -30,14 +30,36 @@ def sample_paths(dataset) -> list[str]:
     return [str(s[0] if isinstance(s, (tuple, list)) else s) for s in dataset.samples]
 
 
-TTA_MODES = ("none", "flip")  # test-time augmentation: flip averages an image's and its mirror's softmax
+# Test-time augmentation: the softmax averaged over views of each image. flip: the image and its
+# mirror; five_crop: its four corners and centre, each FIVE_CROP_SCALE of the side, resized back.
+TTA_MODES = ("none", "flip", "five_crop")
+FIVE_CROP_SCALE = 0.875  # torchvision's FiveCrop(224) of a Resize(256) image sees the same share
+
+
+def five_crops(images: torch.Tensor, scale: float = FIVE_CROP_SCALE) -> list[torch.Tensor]:
+    """The four corner crops and the centre crop of a (N, C, H, W) batch, each ``scale`` of the
+    side, resized back to (H, W) (bilinear): the evaluated image's views, on its device."""
+    h, w = images.shape[-2:]
+    ch, cw = max(1, round(h * scale)), max(1, round(w * scale))
+    corners = ((0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), ((h - ch) // 2, (w - cw) // 2))
+    return [torch.nn.functional.interpolate(images[..., t:t + ch, left:left + cw], size=(h, w), mode="bilinear",
+                                            align_corners=False) for t, left in corners]
+
+
+def tta_views(images: torch.Tensor, tta: str) -> list[torch.Tensor]:
+    """The views of a batch that ``tta`` averages over (``TTA_MODES``); the batch alone for none."""
+    if tta == "flip":
+        return [images, torch.flip(images, dims=[3])]
+    if tta == "five_crop":
+        return five_crops(images)
+    return [images]
 
 
 def forward_batches(model: nn.Module, loader: DataLoader, device: torch.device, dtype: torch.dtype | None = None,
                     channels_last: bool = False, batch_transform: Callable | None = None,
                     tta: str = "none") -> Iterator[tuple[list[torch.Tensor], torch.Tensor]]:
     """The one inference loop: for every batch ``(images, second)`` of ``loader``, the fp32
-    logits of each view (``tta``: the image, and with "flip" its mirror) and ``second`` (labels
+    logits of each view (``tta_views``: the image, its mirror, or its five crops) and ``second`` (labels
     when evaluating, dataset indices when predicting), in loader order. Call under no_grad.
 
     ``batch_transform``: the loader's batch stage (DataBundle.eval_batch_transform); it moves
@@ -52,9 +74,7 @@ def forward_batches(model: nn.Module, loader: DataLoader, device: torch.device, 
             if memory_format is not None:
                 images = images.contiguous(memory_format=memory_format)
         with autocast(device, dtype):
-            views = [model(images)]
-            if tta == "flip":
-                views.append(model(torch.flip(images, dims=[3])))
+            views = [model(view) for view in tta_views(images, tta)]
         yield [logits.float() for logits in views], second
 
 

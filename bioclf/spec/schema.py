@@ -356,10 +356,12 @@ class EvaluationConfig(Strict):
     """How an image is scored: by every validation pass (each epoch, the best checkpoint's
     predictions) and, unless ``--tta`` says otherwise, by ``bioclf-exp predict``."""
 
-    tta: Literal["none", "flip"] = Field(
+    tta: Literal["none", "flip", "five_crop"] = Field(
         "none",
-        description="Test-time augmentation. none: one forward pass; flip: the softmax averaged over the image and "
-        "its horizontal mirror (twice the evaluation compute; val_loss is the loss of the averaged probabilities).",
+        description="Test-time augmentation: the softmax averaged over views of each evaluated image (val_loss is "
+        "the loss of the average). none: one forward pass; flip: the image and its horizontal mirror (2x the "
+        "evaluation compute); five_crop: its four corners and centre, each 0.875 of the side, resized back to the "
+        "input size (5x; the view of torchvision's FiveCrop(224) after Resize(256), at the input's resolution).",
     )
     folds: int | None = Field(
         None, ge=2,

@@ -92,3 +92,14 @@ def test_taxonomy_tiny(bench, capsys):
                                                               ("hxe_a0.5", "CRM")}
     assert ((summary["class_acc"] >= 0) & (summary["class_acc"] <= 1)).all()
     assert "| hxe_a0.5 | as trained | 1 |" in out and "Δ: each row minus cross_entropy" in out
+
+
+def test_folds_tiny(bench, capsys):
+    """The same pair judged on the val split and out of fold: the fold suite scores every
+    labelled image (4 classes x 13), the val split only its 4 x 3."""
+    result = bench("folds").main(["--tiny"])
+    out = capsys.readouterr().out
+    val, folds = result["results"]["val split"], result["results"]["2 folds"]
+    assert (val["images"], folds["images"]) == (12, 52)
+    assert folds["acc_ci"][0] <= folds["acc"] <= folds["acc_ci"][1]
+    assert "| 2 folds | 52 |" in out and "narrower with folds" in out

@@ -57,6 +57,8 @@ def extra_outputs(cfg: RunConfig, num_classes: int) -> tuple[int, ...]:
         try:
             with open(data.taxonomy, newline="", encoding="utf-8") as handle:
                 rows = list(csv.reader(handle))
+        except FileNotFoundError:
+            raise BioclfError(f"data.taxonomy: {data.taxonomy}: no such taxonomy file") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise BioclfError(f"data.taxonomy: cannot read {data.taxonomy} ({exc.__class__.__name__})") from None
         ranks = tuple(name.strip() for name in rows[0]) if rows else ()

@@ -79,7 +79,8 @@ def pool_folds(data: SuiteData) -> SuiteData:
 
 
 def _folds_of(group: pd.DataFrame) -> int:
-    declared = pd.to_numeric(group.get("params.evaluation.folds"), errors="coerce").dropna()
+    key = "params.evaluation.folds"
+    declared = pd.to_numeric(group[key], errors="coerce").dropna() if key in group else pd.Series(dtype=float)
     return int(declared.iloc[0]) if len(declared) else int(group["fold"].max()) + 1
 
 

@@ -146,3 +146,28 @@ def test_a_folds_suite_end_to_end_and_its_report_on_every_labelled_image(tmp_pat
         assert ablation.loc[variant, "val_acc_mean"] == pytest.approx(correct / 128, abs=1e-9)
     assert "percentile bootstrap over the 128 validation images" in (out / "tiny" / "tables" / "ablation.md").read_text()
     assert "Out-of-fold evaluation (2 folds)" in (out / "tiny" / "index.md").read_text()
+
+
+def test_pooling_a_suite_with_a_missing_fold_leaves_the_row_unfinished():
+    from analysis.folds import fold_spread, pool_folds
+    from analysis.suite import SuiteData
+
+    def run(variant, fold, status="FINISHED", acc=0.5):
+        return {"variant": variant, "seed": 0, "fold": fold, "run_id": f"{variant}{fold}", "status": status,
+                "best_val_acc": acc, "train_time_s": 10.0, "params.evaluation.folds": "2"}
+
+    def preds(offset):
+        return pd.DataFrame({"path": [f"p{offset + i}" for i in range(4)], "label": [0, 1, 0, 1],
+                             "pred": [0, 1, 1, 1], "top5": ["0 1", "1 0", "1 0", "1 0"]})
+
+    runs = pd.DataFrame([run("a", 0, acc=0.75), run("a", 1, acc=0.75), run("b", 0)])  # b's fold 1 never ran
+    data = SuiteData("e", "s", "uri", "a", ["a", "b"], runs, pd.DataFrame(),
+                     predictions={"a0": preds(0), "a1": preds(4), "b0": preds(0)})
+    pooled = pool_folds(data)
+    rows = pooled.runs.set_index("variant")
+    assert rows.loc["a", "status"] == "FINISHED" and rows.loc["a", "best_val_acc"] == 0.75
+    assert rows.loc["a", "train_time_s"] == 20.0 and len(pooled.predictions["a0"]) == 8
+    assert rows.loc["b", "status"] == "NOT RUN" and np.isnan(rows.loc["b", "best_val_acc"])
+    assert "b0" not in pooled.predictions  # a partial row is not tested against the baseline
+    spread = fold_spread(pooled.fold_runs, ["a", "b"]).set_index("variant")
+    assert spread.loc["a", "fold_accs"] == "75.0 / 75.0" and spread.loc["a", "n_folds"] == 2

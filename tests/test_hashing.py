@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 
 from bioclf.runner import run_suite

@@ -171,3 +171,18 @@ def test_pooling_a_suite_with_a_missing_fold_leaves_the_row_unfinished():
     assert "b0" not in pooled.predictions  # a partial row is not tested against the baseline
     spread = fold_spread(pooled.fold_runs, ["a", "b"]).set_index("variant")
     assert spread.loc["a", "fold_accs"] == "75.0 / 75.0" and spread.loc["a", "n_folds"] == 2
+
+
+def test_a_fold_run_resumes_as_if_never_interrupted(tmp_path):
+    """A fold run is a run: killed after epoch 2 and resumed, it ends where an uninterrupted one does,
+    on the same held-out fold."""
+    from test_engine import tiny_config
+    from test_resume import uninterrupted_and_resumed
+
+    cfg = tiny_config(train={"epochs": 3}, evaluation={"folds": 3, "fold": 1})
+    reference, resumed = uninterrupted_and_resumed(cfg, tmp_path)
+    assert [e for e, _ in resumed.epochs] == [1, 2, 3]
+    assert resumed.summary["best_val_acc"] == pytest.approx(reference.summary["best_val_acc"])
+    held = pd.read_csv(resumed.artifacts["predictions/val.csv"])["path"]
+    split = pd.read_csv(reference.artifacts["folds.csv"])
+    assert sorted(held) == sorted(split.loc[split["fold"] == 1, "path"])

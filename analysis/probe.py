@@ -23,20 +23,12 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from bioclf.tracking import contract as C
+from bioclf.tracking.sqlite_view import connect_read_only, local_folder, sqlite_path
 
 # The artifacts analysis.store reads from a run; a change to any of them may change the report.
-READ_ARTIFACTS = (C.SUITE_MANIFEST, C.HISTORY, C.PREDICTIONS, C.CLASSES)
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a plain ``sqlite:///`` URI; None for anything else."""
-    if not uri.startswith("sqlite:///") or "?" in uri:
-        return None
-    path = Path(unquote(uri[len("sqlite:///"):]))
-    return path if path.is_file() else None
+READ_ARTIFACTS = (C.SUITE_MANIFEST, C.HISTORY, C.PREDICTIONS, C.CLASSES, C.VAL_PROBS, C.TAXONOMY)
 
 
 def fingerprints(uri: str, experiments: list[str] | None) -> dict[str, str] | None:
@@ -46,7 +38,7 @@ def fingerprints(uri: str, experiments: list[str] | None) -> dict[str, str] | No
     if db is None:
         return None
     try:
-        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+        con = connect_read_only(db)
     except sqlite3.Error:
         return None
     try:
@@ -120,24 +112,12 @@ def _experiment_fingerprint(con, experiment_id: int) -> str | None:
             h.update(repr(row).encode())
     for run_uuid, artifact_uri in con.execute(
             "SELECT run_uuid, artifact_uri FROM runs WHERE experiment_id = ? ORDER BY run_uuid", (experiment_id,)):
-        folder = _local_folder(artifact_uri)
+        folder = local_folder(artifact_uri)
         if folder is None:
             return None
         for name in READ_ARTIFACTS:
             h.update(repr((run_uuid, name, _stat(folder / name))).encode())
     return h.hexdigest()
-
-
-def _local_folder(artifact_uri: str | None) -> Path | None:
-    """The folder of a run's artifacts when it is a local one (``file://`` or an absolute path)."""
-    if not artifact_uri:
-        return None
-    if artifact_uri.startswith("/"):
-        return Path(artifact_uri)
-    parsed = urlparse(artifact_uri)
-    if parsed.scheme == "file" and parsed.netloc in ("", "localhost") and not parsed.query:
-        return Path(unquote(parsed.path))
-    return None
 
 
 def _stat(path: Path):

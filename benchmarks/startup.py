@@ -4,9 +4,9 @@ Each command runs as a fresh process (what a user waits for), ``--reps`` times, 
 so machine load hits them alike; the median wall time is shown, and the two targets:
 ``--help`` / ``validate`` / ``run --dry-run`` within 0.5 s of bare Python (they import neither
 torch nor MLflow), ``list`` of the 10-row augmentation ablation within 1.5x of importing MLflow
-alone (it imports MLflow to read the store; parameter counts come by formula). MLflow's own
-floor for that is shown beside it: a fresh process that opens an ``MlflowClient`` on the same
-SQLite store and runs one search.
+alone (it reads a local SQLite store without MLflow, bioclf.tracking.sqlite_view; parameter counts
+come by formula). MLflow's own floor for reading the store is shown beside it: a fresh process
+that opens an ``MlflowClient`` on the same SQLite store and runs one search.
 
     python benchmarks/startup.py                 # 5 repetitions
     python benchmarks/startup.py --tiny          # 1 repetition (the smoke test's mode)

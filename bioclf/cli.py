@@ -289,22 +289,45 @@ def _launch_torchrun(args) -> int:
 
 
 def cmd_list(args) -> int:
+    import sqlite3
+
     from bioclf.inventory import param_counts
     from bioclf.spec import load_suite
-    from bioclf.tracking import Tracker
+    from bioclf.tracking.sqlite_view import StoreView, Unsure
+    from bioclf.tracking.uri import resolve_tracking_uri
 
     suite = load_suite(args.spec, overrides=spec_overrides(args), seeds=args.seeds)
     counts = param_counts(suite.runs, suite.path.parent)  # by formula: no model built
-    tracker = Tracker(args.tracking_uri)
-    exp_id = tracker.experiment_id(suite.name, create=False)
+    # A local SQLite store is read without MLflow (seconds of import); anything the view is not
+    # sure of is read through MLflow, as is any other store.
+    view = StoreView.open(resolve_tracking_uri(args.tracking_uri))
+    if view is not None:
+        try:
+            lines = list_lines(view, suite, args.spec, counts)
+        except (Unsure, sqlite3.Error):
+            lines = None
+        finally:
+            view.close()
+        if lines is not None:
+            print("\n".join(lines))
+            return EXIT_OK
+    from bioclf.tracking import Tracker
+
+    print("\n".join(list_lines(Tracker(args.tracking_uri), suite, args.spec, counts)))
+    return EXIT_OK
+
+
+def list_lines(store, suite, spec_path, counts) -> list[str]:
+    """What ``list`` prints, read from ``store`` (a Tracker, or a StoreView with the same methods)."""
+    exp_id = store.experiment_id(suite.name, create=False)
     latest: dict[str, object] = {}
     if exp_id is not None:
-        for r in tracker.variant_runs(exp_id):  # newest first: keep the latest run per hash
+        for r in store.variant_runs(exp_id):  # newest first: keep the latest run per hash
             latest.setdefault(r.config_hash, r)
-    print(f"{suite.name} ({args.spec}): {len(suite.runs)} run(s), baseline {suite.baseline}; store {tracker.uri}")
     folds = any(run.fold is not None for run in suite.runs)
-    print(f"{'variant':<26} {'seed':>5}{' fold' if folds else ''} {'hash':<12} {'params':>13} {'status':<9} "
-          f"{'val acc':>8} {'disk':>9}")
+    lines = [f"{suite.name} ({spec_path}): {len(suite.runs)} run(s), baseline {suite.baseline}; store {store.uri}",
+             f"{'variant':<26} {'seed':>5}{' fold' if folds else ''} {'hash':<12} {'params':>13} {'status':<9} "
+             f"{'val acc':>8} {'disk':>9}"]
     total = 0
     for run in suite.runs:
         # a run of an earlier release with the same config (re-tagged by the next `run`)
@@ -312,29 +335,30 @@ def cmd_list(args) -> int:
         status = found.status if found is not None else "-"
         acc = found.best_val_acc if found is not None else None
         acc_text = f"{100 * acc:.1f}%" if acc is not None else "-"
-        size = tracker.artifact_bytes(found.run_id) if found is not None else 0
+        size = store.artifact_bytes(found.run_id) if found is not None else 0
         total += size
         disk = f"{size / 1e6:.1f} MB" if found is not None else "-"
         fold = f" {run.fold:>4}" if folds else ""
-        print(f"{run.variant:<26} {run.seed:>5}{fold} {run.config_hash:<12} {counts[run.config_hash].total:>13,} "
-              f"{status:<9} {acc_text:>8} {disk:>9}")
-    print(f"artifacts of these runs: {total / 1e6:.1f} MB")
-    _print_scratch(tracker)
-    return EXIT_OK
+        lines.append(f"{run.variant:<26} {run.seed:>5}{fold} {run.config_hash:<12} "
+                     f"{counts[run.config_hash].total:>13,} {status:<9} {acc_text:>8} {disk:>9}")
+    lines.append(f"artifacts of these runs: {total / 1e6:.1f} MB")
+    return lines + scratch_lines(store)
 
 
-def _print_scratch(tracker) -> None:
+def scratch_lines(store) -> list[str]:
     """What the store's scratch space holds: resume state of interrupted runs, and leftovers."""
-    folders = tracker.scratch()
+    folders = store.scratch()
     resumable = [(f, n) for f, n, status in folders if status in ("RUNNING", "KILLED")]
     leftover = [(f, n) for f, n, status in folders if status not in ("RUNNING", "KILLED")]
+    lines = []
     if resumable:
-        print(f"resume state of {len(resumable)} interrupted run(s): {sum(n for _, n in resumable) / 1e6:.1f} MB "
-              f"in {tracker.work_root()} (the next run of their spec continues them)")
+        lines.append(f"resume state of {len(resumable)} interrupted run(s): {sum(n for _, n in resumable) / 1e6:.1f} MB "
+                     f"in {store.work_root()} (the next run of their spec continues them)")
     if leftover:
         names = ", ".join(f.name for f, _ in leftover[:3]) + (", ..." if len(leftover) > 3 else "")
-        print(f"left over: {len(leftover)} scratch folder(s) of runs that will never resume ({names}; "
-              f"{sum(n for _, n in leftover) / 1e6:.1f} MB in {tracker.work_root()}): safe to delete")
+        lines.append(f"left over: {len(leftover)} scratch folder(s) of runs that will never resume ({names}; "
+                     f"{sum(n for _, n in leftover) / 1e6:.1f} MB in {store.work_root()}): safe to delete")
+    return lines
 
 
 def cmd_validate(args) -> int:

@@ -233,3 +233,24 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     proc.stdout.close()  # before the first line is written
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0 and "Traceback" not in err, err
+
+
+def test_list_reads_a_local_store_without_mlflow_and_says_the_same(capsys, tracking_uri, tmp_path, monkeypatch):
+    """`list` on an existing SQLite store reads it directly (bioclf.tracking.sqlite_view): the same
+    lines as through MLflow (runs, accuracy, disk, scratch leftovers), and MLflow never imported."""
+    from bioclf.tracking import sqlite_view
+
+    path = write_spec(tmp_path, dict(TINY, train={"epochs": 1}, variants={"a": {}, "b": {"loss.label_smoothing": 0}},
+                                     baseline="a"))
+    assert run_cli(capsys, "run", str(path), "--quiet", "--variant", "a")[0] == 0
+    (tmp_path / "mlruns" / ".work" / ("f" * 32)).mkdir(parents=True)  # a scratch folder of no run
+    code, direct, _ = run_cli(capsys, "list", str(path))
+    monkeypatch.setattr(sqlite_view.StoreView, "open", classmethod(lambda cls, uri: None))
+    code2, through_mlflow, _ = run_cli(capsys, "list", str(path))
+    assert code == code2 == 0 and direct == through_mlflow
+    assert "FINISHED" in direct and "left over: 1 scratch folder(s)" in direct
+    done = subprocess.run([sys.executable, "-c", "import sys\nfrom bioclf.cli import main\nmain(sys.argv[1:])\n"
+                           "print('MLFLOW', 'mlflow' in sys.modules)", "list", str(path)],
+                          capture_output=True, text=True, cwd=REPO, timeout=120,
+                          env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri})
+    assert done.stdout.strip().splitlines()[-1] == "MLFLOW False", done.stdout + done.stderr

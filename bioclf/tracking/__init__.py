@@ -20,7 +20,7 @@ _WHERE = {
     "local_store_dir": "bioclf.tracking.uri",
     "resolve_tracking_uri": "bioclf.tracking.uri",
     "MLflowRunLogger": "bioclf.tracking.store",
-    "RunRecord": "bioclf.tracking.store",
+    "RunRecord": "bioclf.tracking.records",
     "Tracker": "bioclf.tracking.store",
     "DATA_FINGERPRINT_TAG": "bioclf.tracking.artifacts",
     "log_dataset_input": "bioclf.tracking.artifacts",

@@ -8,7 +8,6 @@ import logging
 import os
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import unquote
@@ -21,24 +20,10 @@ from bioclf.claims import claim
 from bioclf.errors import BioclfError
 from bioclf.tracking import contract as C
 from bioclf.tracking.artifacts import best_run, download_artifact, find_run, has_artifact, log_dataset_input
+from bioclf.tracking.records import RunRecord, scratch, work_root
 from bioclf.tracking.uri import check_server, local_store_dir, resolve_tracking_uri
 
 CONTRACT_VERSION = C.CONTRACT_VERSION
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """What the rest of bioclf needs to know about a run in the store: plain values, no MLflow
-    objects (only this package touches those)."""
-
-    run_id: str
-    experiment_id: str
-    status: str  # MLflow's: RUNNING | FINISHED | FAILED | KILLED | SCHEDULED
-    variant: str | None = None
-    seed: str | None = None
-    config_hash: str | None = None
-    data_fingerprint: str | None = None
-    best_val_acc: float | None = None
 
 
 def record_of(run) -> RunRecord:
@@ -354,31 +339,17 @@ class Tracker:
         return total
 
     def scratch(self) -> list[tuple[Path, int, str | None]]:
-        """The work folders of runs in this store's scratch space: (folder, bytes, the run's status,
-        None when the store has no such run or it was deleted). A folder whose run is not RUNNING
-        or KILLED will never be resumed."""
-        found = []
-        for folder in sorted(self.work_root().iterdir()):
-            if not re.fullmatch(r"[0-9a-f]{32}", folder.name) or not folder.is_dir():
-                continue
-            try:
-                run = self.client.get_run(folder.name)
-                status = run.info.status if run.info.lifecycle_stage == "active" else None
-            except MlflowException:
-                status = None
-            size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-            found.append((folder, size, status))
-        return found
+        """The work folders of runs in this store's scratch space (``records.scratch``)."""
+        return scratch(self.work_root(), self.run_status)
+
+    def run_status(self, run_id: str) -> str | None:
+        """The run's status, None when the store has no such run or it was deleted."""
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            return None
+        return run.info.status if run.info.lifecycle_stage == "active" else None
 
     def work_root(self) -> Path:
-        """Scratch space for running runs: ``$BIOCLF_WORK_DIR`` when set (a folder every node
-        sees, for multi-node runs: resume and claims work across machines), else beside a local
-        store (same disk as its artifacts, so large checkpoints are not copied across file
-        systems), else the user's cache."""
-        store = local_store_dir(self.uri)
-        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        root = store / ".work" if store else cache / "bioclf" / "work"
-        if os.environ.get("BIOCLF_WORK_DIR"):
-            root = Path(os.environ["BIOCLF_WORK_DIR"]).expanduser()
-        root.mkdir(parents=True, exist_ok=True)
-        return root
+        """Scratch space for running runs (``records.work_root``)."""
+        return work_root(self.uri)

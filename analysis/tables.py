@@ -436,6 +436,12 @@ def taxonomy_table(summary: pd.DataFrame, taxonomy, skipped: list[str], multi_se
     return Table("table7_taxonomy", "Table 7. Mistakes in the taxonomy", frame, columns, notes)
 
 
+def _no_negative_zero(value: float, scale: float, fmt: str) -> float:
+    """``value * scale``, as +0 when it would print as "-0.00" in ``fmt`` (a Δ of -0.001 is no Δ)."""
+    scaled = value * scale
+    return 0.0 if float(fmt.format(scaled)) == 0 else scaled
+
+
 def taxonomy_delta_table(deltas: pd.DataFrame, baseline: str) -> Table:
     """Table 7b: each variant (as trained and with CRM) minus the baseline as trained, per image
     on the same images, with paired 95% intervals and Holm-corrected verdicts per measure."""
@@ -453,8 +459,9 @@ def taxonomy_delta_table(deltas: pd.DataFrame, baseline: str) -> Table:
                 continue
             verdict = r[f"{key}_verdict"]
             mark = "" if verdict in (stats.NOISE, stats.NA) else f" {verdict}"
-            cells.append(f"{fmt.format(r[f'{key}_delta'] * scale)} "
-                         f"{_interval(r[f'{key}_low'], r[f'{key}_high'], scale, fmt)}{mark}")
+            low, high = (_no_negative_zero(r[f"{key}_{end}"], scale, fmt) for end in ("low", "high"))
+            cells.append(f"{fmt.format(_no_negative_zero(r[f'{key}_delta'], scale, fmt))} "
+                         f"[{fmt.format(low)}, {fmt.format(high)}]{mark}")
         frame[f"{key}_cell"] = cells
         columns.append(Column(f"{key}_cell", labels.get(key, f"Δ {key}")))
     if frame.empty:

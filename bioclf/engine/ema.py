@@ -21,7 +21,9 @@ class Ema:
         # state_dict tensors share storage with the modules' weights, which every optimizer step,
         # load_state_dict and resume update in place: the pairs stay valid for the whole run.
         pairs = list(zip(self.module.state_dict().values(), model.state_dict().values()))
-        self._floats = [(e, m) for e, m in pairs if e.is_floating_point()]
+        # the floating-point pairs as two lists, built once: update() runs after every step
+        self._averages = [e for e, _ in pairs if e.is_floating_point()]
+        self._weights = [m for e, m in pairs if e.is_floating_point()]
         self._others = [(e, m) for e, m in pairs if not e.is_floating_point()]
 
     def current_decay(self) -> float:
@@ -34,9 +36,8 @@ class Ema:
         """After an optimizer step: average ← decay · average + (1 − decay) · weights."""
         self.updates += 1
         weight = 1.0 - self.current_decay()
-        if self._floats:
-            averages, weights = zip(*self._floats)
-            torch._foreach_lerp_(list(averages), list(weights), weight)
+        if self._averages:
+            torch._foreach_lerp_(self._averages, self._weights, weight)
         for average, value in self._others:
             average.copy_(value)
 

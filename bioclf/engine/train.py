@@ -492,6 +492,8 @@ def _run_epoch(epoch: int, cfg: RunConfig, logger: RunLogger, workdir: Path, dat
         metrics = train_one_epoch(parts.step_model, data, parts.loss_fn, parts.opt, parts.scaler, device,
                                   parts.dtype, cfg, bar, after_step=parts.ema.update if parts.ema else None)
     ctx.sync_buffers(parts.model)
+    if parts.ema is not None:  # the average follows each rank's own BatchNorm statistics: rank 0's for all
+        ctx.sync_buffers(parts.ema.module)
     val = evaluate(parts.scored_model, data.val, parts.loss_fn, device, parts.dtype,
                    channels_last=cfg.model.channels_last, batch_transform=data.eval_batch_transform,
                    tta=cfg.evaluation.tta)

@@ -21,11 +21,13 @@ from bioclf.tracking import Tracker
 
 @dataclass(frozen=True)
 class Train:
-    """Rank 0 trains job ``index`` in ``workdir`` now, leaving out ``skipped`` images: train it too."""
+    """Rank 0 trains job ``index`` in ``workdir`` now, leaving out ``skipped`` images (and, for a
+    fold run, splitting with the same duplicate groups): train it too."""
 
     index: int
     workdir: str
     skipped: frozenset[str]
+    fold_groups: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class LocalExecutor:
         self.ctx = ctx or current()
 
     def _announce(self, job: Job, workdir: Path) -> None:
-        self.ctx.broadcast(Train(job.index, str(workdir), job.skipped))
+        self.ctx.broadcast(Train(job.index, str(workdir), job.skipped, job.fold_groups))
 
     def run(self, jobs: list[Job]) -> list[Outcome]:
         outcomes = []
@@ -77,6 +79,6 @@ def follow(runs: list[RunSpec], base_dir: Path, ctx: Dist) -> None:
             continue
         try:
             train(runs[message.index].config, NullLogger(), Path(message.workdir), quiet=True, base_dir=base_dir,
-                  resume=True, exclude=message.skipped)
+                  resume=True, exclude=message.skipped, fold_groups=message.fold_groups)
         except RunFailed:
             pass

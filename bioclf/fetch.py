@@ -495,9 +495,12 @@ def _write_taxonomy(name: str, layout: Layout, path: Path) -> None:
 
 
 def _raw_present(source: DatasetSource, raw_dir: Path) -> bool:
+    """Whether the download is there to lay out. Missing or unreadable files: no (download).
+    Files that are there but contradict each other (a BioclfError naming them, e.g. a variant in
+    two families) are raised as they are: downloading again would find the same files."""
     try:
         source.layout(raw_dir, 0.2, 0)
-    except (FileNotFoundError, OSError, ValueError, KeyError, BioclfError):
+    except (FileNotFoundError, OSError, ValueError, KeyError):
         return False
     return True
 

@@ -239,6 +239,10 @@ def test_fgvc_aircraft_class_with_two_parents_is_one_line_naming_the_files(tmp_p
         fetch.lay_out("fgvc_aircraft", tmp_path / "raw", tmp_path / "air")
     assert str(error.value) == "fgvc_aircraft: " + message.format(data=data)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]  # no DEST, no partial folder
+    lines = []  # through fetch-data: the files are there, so the error comes at once, no download tried
+    with pytest.raises(BioclfError, match="a taxonomy needs one"):
+        fetch.fetch_data("fgvc_aircraft", tmp_path / "air", download_dir=tmp_path / "raw", echo=lines.append)
+    assert not any("downloading" in line for line in lines), lines
 
 
 def test_fgvc_aircraft_name_at_two_ranks_is_refused(tmp_path):

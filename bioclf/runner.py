@@ -11,9 +11,12 @@ error and the suite goes on (``fail_fast`` stops it); the caller turns failures 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from bioclf.claims import claim
 from bioclf.errors import BioclfError
@@ -61,7 +64,8 @@ def _data_key(run: RunSpec) -> str:
 
 def check_data(runs: list[RunSpec], base_dir: Path | None = None, echo: Printer = print
                ) -> tuple[dict[str, tuple[object, frozenset[str]]], dict[str, object], dict[str, tuple]]:
-    """The data checks of each distinct dataset, before the first run trains: (scans, fingerprints).
+    """The data checks of each distinct dataset, before the first run trains: (scans, fingerprints,
+    groups).
 
     First the folders (a missing root, an empty class, a train/val mismatch, data.num_classes),
     then the data check (bioclf.datacheck: content fingerprint, duplicates; it decodes each image
@@ -69,30 +73,29 @@ def check_data(runs: list[RunSpec], base_dir: Path | None = None, echo: Printer 
     unreadable image fails the suite under 'error'). scans: data key -> (scan report, paths to
     skip); fingerprints: data key -> DatasetFingerprint; groups: data key -> the duplicate groups
     a K-fold split keeps together (evaluation.folds; every class checked to have K images)."""
-    folders: dict[str, RunSpec] = {}
-    classes_of: dict[str, list[str]] = {}
+    listed: dict[str, tuple] = {}  # data key -> (train split, val split, classes) of folder data, listed once
     for run in runs:
         data = run.config.data
-        if data.source != "folder" or _data_key(run) in folders:
+        if data.source != "folder" or _data_key(run) in listed:
             continue
-        _, _, classes, _ = build_datasets(data, base_dir=base_dir)
+        train_ds, val_ds, classes, _ = build_datasets(data, base_dir=base_dir)
         check_num_classes(data, len(classes))
-        folders[_data_key(run)] = run
-        classes_of[_data_key(run)] = classes
-    check_taxonomies(runs, classes_of, echo)
+        listed[_data_key(run)] = (train_ds, val_ds, classes)
+    check_taxonomies(runs, {key: classes for key, (_, _, classes) in listed.items()}, echo)
     fingerprints, groups = data_fingerprints(runs, base_dir, echo)
     scans: dict[str, tuple[object, frozenset[str]]] = {}
     for run in runs:
         key = _data_key(run)
         if key not in scans:
-            scans[key] = check_dataset_images(run.config.data, base_dir) if key in folders else (None, frozenset())
-    check_fold_sizes(runs, base_dir, scans)
+            scans[key] = check_dataset_images(run.config.data, base_dir) if key in listed else (None, frozenset())
+    check_fold_sizes(runs, base_dir, listed, scans)
     return scans, fingerprints, groups
 
 
-def check_fold_sizes(runs: list[RunSpec], base_dir: Path | None, scans: dict) -> None:
+def check_fold_sizes(runs: list[RunSpec], base_dir: Path | None, listed: dict[str, tuple], scans: dict) -> None:
     """Every run with evaluation.folds: K has at least K labelled images of each class (train +
-    val, skipped images left out), before anything trains: one line naming the class."""
+    val, skipped images left out), before anything trains: one line naming the class.
+    ``listed``: the folder datasets check_data listed (generated data is built here: no I/O)."""
     seen: set[tuple] = set()
     for run in runs:
         folds = run.config.evaluation.folds
@@ -100,9 +103,12 @@ def check_fold_sizes(runs: list[RunSpec], base_dir: Path | None, scans: dict) ->
         if folds is None or key in seen:
             continue
         seen.add(key)
-        train_ds, val_ds, classes, _ = build_datasets(run.config.data, base_dir, exclude=scans[key[0]][1])
+        train_ds, val_ds, classes = listed.get(key[0]) or build_datasets(run.config.data, base_dir)[:3]
+        skipped = {os.path.normpath(p) for p in scans[key[0]][1]}
+        paths, labels = pooled(train_ds, val_ds)
+        kept = np.asarray([os.path.normpath(p) not in skipped for p in paths], dtype=bool)
         try:
-            check_fold_counts(pooled(train_ds, val_ds)[1], list(classes), folds)
+            check_fold_counts(labels[kept], list(classes), folds)
         except BioclfError as exc:
             raise BioclfError(f"variant {run.variant}: {exc}") from None
 

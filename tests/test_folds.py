@@ -57,8 +57,9 @@ def test_the_fold_datasets_partition_train_and_val_with_the_right_transforms():
              for name, tf in (("train", train_tf), ("eval", eval_tf))}
     held_out = []
     for fold in range(3):
-        train, held, rows = fold_datasets((parts["train", "train"], parts["val", "train"]),
-                                          (parts["train", "eval"], parts["val", "eval"]), FoldPlan(3, fold))
+        train, held = fold_datasets((parts["train", "train"], parts["val", "train"]),
+                                    (parts["train", "eval"], parts["val", "eval"]), FoldPlan(3, fold))
+        rows = train.fold_rows
         train_paths, held_paths = {p for p, _ in train.samples}, {p for p, _ in held.samples}
         assert not train_paths & held_paths and len(train_paths | held_paths) == 21
         assert {p for p, _, f in rows if f == fold} == held_paths

@@ -42,6 +42,7 @@ class Picked(Dataset):
 
     def __init__(self, parts: list, picks: list[tuple[int, int]]):
         self.parts, self.picks = parts, picks
+        self.fold_rows: list | None = None  # the whole split, on a fold's training set (fold_datasets)
         self.samples = [parts[p].samples[i] for p, i in picks]
         self.targets = [label for _, label in self.samples]
         self.classes = parts[0].classes
@@ -109,12 +110,14 @@ def fold_split(train_ds, val_ds, plan: FoldPlan) -> tuple[list[str], np.ndarray,
     return paths, labels, assign_folds(labels, group_ids(paths, plan.groups), plan.folds, plan.seed)
 
 
-def fold_datasets(train_parts: tuple, eval_parts: tuple, plan: FoldPlan) -> tuple[Picked, Picked, list]:
-    """(training set, held-out set, split rows ``(path, label, fold)``) of fold ``plan.fold``:
-    ``train_parts`` / ``eval_parts`` are (train split, val split) with the train / eval transforms."""
+def fold_datasets(train_parts: tuple, eval_parts: tuple, plan: FoldPlan) -> tuple[Picked, Picked]:
+    """(training set, held-out set) of fold ``plan.fold``: ``train_parts`` / ``eval_parts`` are
+    (train split, val split) with the train / eval transforms. The training set's ``fold_rows``
+    is the whole split, ``(path, label, fold)`` per pooled image (logged as folds.csv)."""
     paths, labels, folds = fold_split(*train_parts, plan)
     n_train = len(train_parts[0])
     picks = [(0, i) if i < n_train else (1, i - n_train) for i in range(len(paths))]
     train = Picked(list(train_parts), [picks[i] for i in np.flatnonzero(folds != plan.fold)])
     held = Picked(list(eval_parts), [picks[i] for i in np.flatnonzero(folds == plan.fold)])
-    return train, held, list(zip(paths, labels.tolist(), folds.tolist()))
+    train.fold_rows = list(zip(paths, labels.tolist(), folds.tolist()))
+    return train, held

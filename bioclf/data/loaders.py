@@ -15,6 +15,7 @@ on every batch: ``images = data.train_batch_transform(images, device, memory_for
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import random
@@ -86,13 +87,19 @@ def build_datasets(
     train_tf, train_batch, train_plan = build_pipeline(cfg.train_transforms, cfg.mean, cfg.std, pipeline)
     eval_tf, eval_batch, eval_plan = build_pipeline(cfg.eval_transforms, cfg.mean, cfg.std, pipeline)
     train_ds, val_ds, classes, class_names = _datasets(cfg, base_dir, exclude, train_tf, eval_tf)
-    if fold is not None:  # each split once more, with the other split's transforms
-        train_as_eval, val_as_train = _datasets(cfg, base_dir, exclude, eval_tf, train_tf)[:2]
-        train_ds, val_ds, rows = fold_datasets((train_ds, val_as_train), (train_as_eval, val_ds), fold)
-        train_ds.fold_rows = rows
+    if fold is not None:  # each split also seen through the other split's transforms (no second listing)
+        train_as_eval, val_as_train = _with_transform(train_ds, eval_tf), _with_transform(val_ds, train_tf)
+        train_ds, val_ds = fold_datasets((train_ds, val_as_train), (train_as_eval, val_ds), fold)
     train_ds.batch_transform, val_ds.batch_transform = train_batch, eval_batch
     train_ds.plan, val_ds.plan = train_plan, eval_plan
     return train_ds, val_ds, classes, class_names
+
+
+def _with_transform(dataset, transform):
+    """The same listing through another transform (a shallow copy: the samples are shared)."""
+    other = copy.copy(dataset)
+    other.transform = transform
+    return other
 
 
 def _datasets(cfg, base_dir, exclude, train_tf, eval_tf):
@@ -185,7 +192,7 @@ def build_loaders(
                       train_batch_transform=train_ds.batch_transform, eval_batch_transform=val_ds.batch_transform,
                       resized_now=resized_now, pipeline=pipeline,
                       stages={"train": train_ds.plan.describe(), "eval": val_ds.plan.describe()},
-                      fold_rows=getattr(train_ds, "fold_rows", None))
+                      fold_rows=getattr(train_ds, "fold_rows", None))  # a Picked fold set carries its split
 
 
 def _use_resize_cache(cfg: "DataConfig", train_ds, base_dir) -> int:

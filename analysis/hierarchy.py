@@ -11,14 +11,15 @@ way the ablation table compares accuracy (analysis.stats):
 - mistake severity: hdist@1 over the mistakes only, a ratio of two per-image sums (heights,
   mistakes), so its Δ gets a paired bootstrap of the ratio instead of the exact sign-flip test.
 
-Holm's correction runs per measure over the rows compared with the baseline (each variant as
-trained, and each variant re-ranked by CRM, the baseline's included). Numbers only: the
-formulas of the measures are in bioclf.taxonomy, the tests in analysis.stats.
+With 3 paired seeds or more, a p-value is the larger of the image-level test's and the paired
+t-test's across seeds, the ablation table's rule. Holm's correction runs per measure over the
+rows compared with the baseline (each variant as trained, and each variant re-ranked by CRM,
+the baseline's included). Numbers only: the formulas of the measures are in bioclf.taxonomy,
+the tests in analysis.stats.
 """
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,11 +44,14 @@ class Scores:
     k: int
 
 
-def run_scores(probs: np.ndarray, labels: np.ndarray, tree: Taxonomy, heights: np.ndarray) -> dict[str, Scores]:
-    """The scores of a run's softmax, ranked by probability and by CRM (expected tree cost)."""
+def run_scores(probs: np.ndarray, labels: np.ndarray, tree: Taxonomy, heights: np.ndarray,
+               predicted: np.ndarray | None = None) -> dict[str, Scores]:
+    """The scores of a run's softmax, ranked by probability and by CRM (expected tree cost).
+    ``predicted``: the run's own predictions (val.csv), first among ties of the float16 softmax,
+    so that "as trained" top-1 is the run's best_val_acc exactly."""
     k = min(K, probs.shape[1])
     out = {}
-    for name, ranking in ((SOFTMAX, top_k(probs, k)), (CRM, crm_ranking(probs, heights)[:, :k])):
+    for name, ranking in ((SOFTMAX, top_k(probs, k, predicted)), (CRM, crm_ranking(probs, heights)[:, :k])):
         predicted = ranking[:, 0]
         correct = {rank: tree.at_rank(predicted, rank) == tree.at_rank(labels, rank) for rank in tree.ranks}
         out[name] = Scores(correct, heights[labels, predicted], heights[labels[:, None], ranking].sum(1), k)
@@ -76,8 +80,9 @@ def collect(runs: pd.DataFrame, val_probs: dict, predictions: dict, tree: Taxono
         if len(paths) != len(order) or (position < 0).any():
             skipped.append(run_label(r))
             continue
-        labels = preds["label"].to_numpy()[position]
-        scores.setdefault(r["variant"], {})[int(r["seed"])] = run_scores(probs[position], labels, tree, heights)
+        labels, predicted = preds["label"].to_numpy()[position], preds["pred"].to_numpy()[position]
+        scores.setdefault(r["variant"], {})[int(r["seed"])] = run_scores(probs[position], labels, tree, heights,
+                                                                         predicted)
     return scores, skipped
 
 
@@ -130,7 +135,8 @@ def delta_frame(scores: dict[str, dict[int, dict[str, Scores]]], baseline: str, 
             if common:
                 a = [base[s][SOFTMAX] for s in common]
                 b = [scores[variant][s][ranking] for s in common]
-                row.update(_paired(a, b, _rng(seed, variant, ranking)))
+                # one stream per row, as in the ablation table: a row's interval does not move when rows are added
+                row.update(_paired(a, b, stats._row_rng(seed, f"{variant}/{ranking}", 0)))
             rows.append(row)
     frame = pd.DataFrame(rows)
     for key, higher_better in MEASURES:
@@ -143,35 +149,44 @@ def delta_frame(scores: dict[str, dict[int, dict[str, Scores]]], baseline: str, 
     return frame
 
 
-def _rng(seed: int, variant: str, ranking: str) -> np.random.Generator:
-    # One stream per row: a row's interval does not change when rows are added.
-    return np.random.default_rng([seed, zlib.crc32(f"{variant}/{ranking}".encode())])
-
-
 def _paired(a: list[Scores], b: list[Scores], rng: np.random.Generator) -> dict[str, float]:
+    """Each measure's Δ, interval and p-value over the paired seeds (``a[s]`` with ``b[s]``). With
+    ``stats.MIN_SEEDS_FOR_T`` seeds or more the p-value is, as in the ablation table, the larger
+    of the image-level test's and the paired t-test's across seeds."""
     out: dict[str, float] = {}
-
-    def put(key: str, values: tuple[float, float, float, float]) -> None:
-        for name, value in zip(("delta", "low", "high", "p"), values):
-            out[f"{key}_{name}"] = value
-
     stack = lambda side, f: np.vstack([f(s) for s in side])  # noqa: E731 - seeds x images
-    put("acc", stats.paired_scores_delta(stack(a, lambda s: s.rank_correct["class"]),
-                                         stack(b, lambda s: s.rank_correct["class"]), seed=rng))
-    put("hdist@1", stats.paired_scores_delta(stack(a, lambda s: s.height1), stack(b, lambda s: s.height1), seed=rng))
-    put(f"hdist@{K}", stats.paired_scores_delta(stack(a, lambda s: s.height_k), stack(b, lambda s: s.height_k),
-                                                per_image=a[0].k, seed=rng))
     ha, hb = stack(a, lambda s: s.height1), stack(b, lambda s: s.height1)
-    put("mistake_severity", stats.paired_ratio_delta(ha.sum(0), (ha > 0).sum(0), hb.sum(0), (hb > 0).sum(0),
-                                                     seed=rng))
+    by_measure = {
+        "acc": (stack(a, lambda s: s.rank_correct["class"]), stack(b, lambda s: s.rank_correct["class"]), 1),
+        "hdist@1": (ha, hb, 1),
+        f"hdist@{K}": (stack(a, lambda s: s.height_k), stack(b, lambda s: s.height_k), a[0].k),
+    }
+    for key, (ma, mb, per_image) in by_measure.items():
+        delta, low, high, p = stats.paired_scores_delta(ma, mb, per_image, seed=rng)
+        per_seed = ma.mean(axis=1) / per_image, mb.mean(axis=1) / per_image
+        out.update(_row(key, delta, low, high, p, per_seed))
+    delta, low, high, p = stats.paired_ratio_delta(ha.sum(0), (ha > 0).sum(0), hb.sum(0), (hb > 0).sum(0), seed=rng)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_seed = ha.sum(axis=1) / (ha > 0).sum(axis=1), hb.sum(axis=1) / (hb > 0).sum(axis=1)
+    out.update(_row("mistake_severity", delta, low, high, p, per_seed))
     return out
 
 
-def height_counts(scores: dict[str, dict[int, dict[str, Scores]]], variants: list[str], top: int,
-                  ranking: str = SOFTMAX) -> pd.DataFrame:
-    """Mistakes per LCA height 1..``top`` (columns), one row per variant (index), summed over seeds."""
+def _row(key: str, delta: float, low: float, high: float, p_images: float,
+         per_seed: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
+    p = p_images
+    if len(per_seed[0]) >= stats.MIN_SEEDS_FOR_T and np.isfinite(per_seed).all():
+        seeds = range(len(per_seed[0]))
+        p_seeds = stats.paired_seed_test(dict(zip(seeds, per_seed[0])), dict(zip(seeds, per_seed[1])))[1]
+        p = max(p_images, p_seeds)
+    return {f"{key}_delta": delta, f"{key}_low": low, f"{key}_high": high, f"{key}_p": p}
+
+
+def height_counts(scores: dict[str, dict[int, dict[str, Scores]]], variants: list[str], top: int) -> pd.DataFrame:
+    """Mistakes per LCA height 1..``top`` (columns), one row per variant (index), of its
+    predictions as trained, summed over seeds."""
     rows = {}
     for variant in [v for v in variants if v in scores]:
-        heights = np.concatenate([seeds[ranking].height1 for seeds in scores[variant].values()])
+        heights = np.concatenate([seeds[SOFTMAX].height1 for seeds in scores[variant].values()])
         rows[variant] = np.bincount(heights, minlength=top + 1)[1:top + 1]
     return pd.DataFrame.from_dict(rows, orient="index", columns=range(1, top + 1))

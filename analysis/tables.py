@@ -13,7 +13,7 @@ import pandas as pd
 from analysis import stats
 
 from analysis.history import best_epoch_of, by_run, is_continuous_decay, key_epochs
-from analysis.render import DASH, Column, Table
+from analysis.render import DASH, Column, Table, signed
 from analysis.suite import COST_METRICS, FINISHED, NOT_RUN
 
 METRIC_HEADERS = {
@@ -166,7 +166,7 @@ def _with_significance(frame: pd.DataFrame, sig: pd.DataFrame) -> pd.DataFrame:
 def _interval(low, high, scale: float, fmt: str) -> str:
     if pd.isna(low) or pd.isna(high):
         return DASH
-    return f"[{fmt.format(low * scale)}, {fmt.format(high * scale)}]"
+    return f"[{signed(low * scale, fmt)}, {signed(high * scale, fmt)}]"
 
 
 def _power_hint(verdict, images, seeds) -> str:
@@ -436,12 +436,6 @@ def taxonomy_table(summary: pd.DataFrame, taxonomy, skipped: list[str], multi_se
     return Table("table7_taxonomy", "Table 7. Mistakes in the taxonomy", frame, columns, notes)
 
 
-def _no_negative_zero(value: float, scale: float, fmt: str) -> float:
-    """``value * scale``, as +0 when it would print as "-0.00" in ``fmt`` (a Δ of -0.001 is no Δ)."""
-    scaled = value * scale
-    return 0.0 if float(fmt.format(scaled)) == 0 else scaled
-
-
 def taxonomy_delta_table(deltas: pd.DataFrame, baseline: str) -> Table:
     """Table 7b: each variant (as trained and with CRM) minus the baseline as trained, per image
     on the same images, with paired 95% intervals and Holm-corrected verdicts per measure."""
@@ -459,9 +453,8 @@ def taxonomy_delta_table(deltas: pd.DataFrame, baseline: str) -> Table:
                 continue
             verdict = r[f"{key}_verdict"]
             mark = "" if verdict in (stats.NOISE, stats.NA) else f" {verdict}"
-            low, high = (_no_negative_zero(r[f"{key}_{end}"], scale, fmt) for end in ("low", "high"))
-            cells.append(f"{fmt.format(_no_negative_zero(r[f'{key}_delta'], scale, fmt))} "
-                         f"[{fmt.format(low)}, {fmt.format(high)}]{mark}")
+            cells.append(f"{signed(r[f'{key}_delta'] * scale, fmt)} "
+                         f"{_interval(r[f'{key}_low'], r[f'{key}_high'], scale, fmt)}{mark}")
         frame[f"{key}_cell"] = cells
         columns.append(Column(f"{key}_cell", labels.get(key, f"Δ {key}")))
     if frame.empty:
@@ -470,6 +463,7 @@ def taxonomy_delta_table(deltas: pd.DataFrame, baseline: str) -> Table:
              "95% bootstrap interval; 'better' or 'worse' when the Holm-corrected p-value (per measure, over the "
              "rows of this table) is below 0.05, else within noise. Lower severity and hdist are better. "
              "Tests: exact sign-flip on per-image scores (top-1, hdist); paired bootstrap of the ratio for "
-             "severity (a mean over each model's own mistakes). Details: docs/taxonomy.md."]
+             "severity (a mean over each model's own mistakes); with 3 seeds or more, also a paired t-test across "
+             "seeds, the larger p-value counting (as in the ablation table). Details: docs/taxonomy.md."]
     return Table("table7b_taxonomy_delta", f"Table 7b. Mistakes in the taxonomy, Δ vs {baseline}", frame, columns,
                  notes)

@@ -18,7 +18,8 @@ height R + 1. Measures (Bertinetto et al., "Making Better Mistakes", CVPR 2020; 
 - ``crm_ranking``: classes ranked by expected cost ``P @ H`` instead of probability (conditional
   risk minimisation, no retraining); its first column is the CRM prediction.
 
-numpy and pandas only: the report computes these for any run that logged its softmax.
+numpy and pandas only: the report (analysis.hierarchy) computes these for any run that logged
+its softmax.
 """
 
 from __future__ import annotations
@@ -194,10 +195,14 @@ def _check_rows(raw: pd.DataFrame, ranks: tuple[str, ...], classes: list[str], w
 # ---------------------------------------------------------------- measures
 
 
-def top_k(probs: np.ndarray, k: int) -> np.ndarray:
-    """(N, k) labels of the k highest probabilities, best first (ties: lower label first)."""
-    order = np.argsort(-probs, axis=1, kind="stable")
-    return order[:, :k]
+def top_k(probs: np.ndarray, k: int, first: np.ndarray | None = None) -> np.ndarray:
+    """(N, k) labels of the k highest probabilities, best first (ties: lower label first).
+    ``first``: each image's label to put first among equal probabilities — the run's own
+    prediction, which a float16 copy of its softmax can tie with a lower label."""
+    if first is None:
+        return np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    not_first = np.arange(probs.shape[1])[None, :] != np.asarray(first)[:, None]
+    return np.lexsort((np.broadcast_to(not_first, probs.shape), -probs), axis=1)[:, :k]
 
 
 def mistake_severity(labels: np.ndarray, predicted: np.ndarray, heights: np.ndarray) -> float:
@@ -218,20 +223,3 @@ def crm_ranking(probs: np.ndarray, heights: np.ndarray) -> np.ndarray:
     """Classes ranked by expected tree cost ``sum_c p(c) H[c, j]``, lowest first (ties: lower label)."""
     cost = probs.astype(np.float64) @ heights.astype(np.float64)
     return np.argsort(cost, axis=1, kind="stable")
-
-
-def hierarchical_metrics(probs: np.ndarray, labels: np.ndarray, taxonomy: Taxonomy, ks=(1, 5)) -> dict[str, float]:
-    """Per-rank top-1, mistake severity and hdist@k of the softmax ranking, and the same after CRM."""
-    heights = taxonomy.lca_heights()
-    labels = np.asarray(labels)
-    k_max = min(max(ks), probs.shape[1])
-    out: dict[str, float] = {}
-    for name, ranking in (("", top_k(probs, k_max)), ("crm_", crm_ranking(probs, heights)[:, :k_max])):
-        predicted = ranking[:, 0]
-        for rank in taxonomy.ranks:
-            out[f"{name}{rank}_acc"] = float((taxonomy.at_rank(predicted, rank) == taxonomy.at_rank(labels, rank)).mean())
-        out[f"{name}mistake_severity"] = mistake_severity(labels, predicted, heights)
-        for k in ks:
-            if k <= probs.shape[1]:
-                out[f"{name}hdist@{k}"] = hierarchical_distance_at_k(labels, ranking, heights, k)
-    return out

@@ -10,7 +10,6 @@ from bioclf.errors import BioclfError
 from bioclf.taxonomy import (
     crm_ranking,
     hierarchical_distance_at_k,
-    hierarchical_metrics,
     mistake_severity,
     read_taxonomy,
     top_k,
@@ -61,13 +60,25 @@ def test_crm_is_the_argmin_of_expected_cost():
     assert crm_ranking(probs, HEIGHTS)[:, 0].tolist() == brute
 
 
-def test_hierarchical_metrics_per_rank_and_after_crm(tax):
-    m = hierarchical_metrics(PROBS, LABELS, tax, ks=(1, 2))
-    assert m["class_acc"] == pytest.approx(1 / 3) and m["genus_acc"] == pytest.approx(2 / 3)
-    assert m["family_acc"] == pytest.approx(2 / 3)
-    assert m["mistake_severity"] == pytest.approx(2.0) and m["hdist@1"] == pytest.approx(4 / 3)
-    assert m["crm_class_acc"] == pytest.approx(2 / 3)  # image 1 now right
-    assert m["crm_mistake_severity"] == pytest.approx(1.0) and m["crm_hdist@1"] == pytest.approx(1 / 3)
+def test_per_rank_accuracy_severity_and_crm_of_a_run(tax):
+    """The report's per-image scores (analysis.hierarchy.run_scores) of the hand-computed images."""
+    from analysis.hierarchy import CRM, SOFTMAX, run_scores
+
+    scores = run_scores(PROBS, LABELS, tax, HEIGHTS)
+    plain, crm = scores[SOFTMAX], scores[CRM]
+    assert plain.rank_correct["class"].mean() == pytest.approx(1 / 3)
+    assert plain.rank_correct["genus"].mean() == pytest.approx(2 / 3)
+    assert plain.rank_correct["family"].mean() == pytest.approx(2 / 3)
+    assert plain.height1.tolist() == [1, 3, 0]  # severity 2, hdist@1 4/3
+    assert crm.rank_correct["class"].mean() == pytest.approx(2 / 3)  # image 1 now right
+    assert crm.height1.tolist() == [1, 0, 0]  # severity 1, hdist@1 1/3
+
+
+def test_the_runs_own_prediction_wins_a_float16_tie():
+    """val_probs.npz is float16: two classes can round to one value; top-1 is then the run's pred."""
+    probs = np.array([[0.4, 0.4, 0.2], [0.1, 0.45, 0.45]], dtype=np.float16)
+    assert top_k(probs, 2).tolist() == [[0, 1], [1, 2]]
+    assert top_k(probs, 2, first=np.array([1, 2])).tolist() == [[1, 0], [2, 1]]
 
 
 @pytest.mark.parametrize("text, message", [

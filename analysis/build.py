@@ -258,6 +258,10 @@ def _progress_section(data: SuiteData, out: _Writer) -> Section:
 def _classwise_sections(data: SuiteData, out: _Writer, notes: list[str], options: BuildOptions) -> list[Section]:
     per_class = Section("Figure 2. Per-class accuracy")
     confusion = Section("Figure 3. Confusion matrix")
+    tree_order = None  # (class order, rank blocks, top-rank names) for the matrix in tree order
+    if data.taxonomy is not None:
+        order, blocks = classwise.tree_order(data.taxonomy)
+        tree_order = order, blocks, classwise.block_values(data.taxonomy, order, data.taxonomy.ranks[-1])
     for role, row in figure_runs(data.runs, data.baseline):
         preds = data.predictions.get(row["run_id"])
         if preds is None:
@@ -277,15 +281,15 @@ def _classwise_sections(data: SuiteData, out: _Writer, notes: list[str], options
         per_class.table(out.table(tables.weakest_classes_table(weakest, out.stem(f"table_weakest_classes_{tag}"), who)))
 
         title = f"Confusion matrix (row-normalised) — {who}"
+        rates = classwise.row_normalise(counts)
         confusion.figure(title, out.figure(out.stem(f"fig3_confusion_{tag}"), "confusion_heatmap",
-                                           classwise.row_normalise(counts), names, title))
-        if data.taxonomy is not None and len(data.taxonomy.classes) == n:
-            order, blocks = classwise.tree_order(data.taxonomy)
+                                           rates, names, title))
+        if tree_order is not None and len(data.taxonomy.classes) == n:
+            order, blocks, top_names = tree_order
             title = f"Confusion matrix in tree order ({' / '.join(data.taxonomy.ranks[1:])} outlined) — {who}"
             confusion.figure(title, out.figure(out.stem(f"fig3_confusion_tree_{tag}"), "confusion_heatmap",
-                                               classwise.row_normalise(counts)[np.ix_(order, order)],
-                                               [names[i] for i in order], title, blocks,
-                                               classwise.block_values(data.taxonomy, order, data.taxonomy.ranks[-1])))
+                                               rates[np.ix_(order, order)], [names[i] for i in order], title,
+                                               blocks, top_names))
         pairs = classwise.confused_pairs(counts, names, options.top_pairs)
         confusion.table(out.table(tables.confused_pairs_table(pairs, out.stem(f"table_confused_pairs_{tag}"), who)))
         asym = classwise.asymmetric_pairs(counts, names, options.top_pairs)

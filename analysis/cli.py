@@ -154,11 +154,10 @@ def _read_taxonomy(path: Path, data):
     from bioclf.errors import BioclfError
     from bioclf.taxonomy import read_taxonomy
 
-    if data.classes is None or "folder" not in data.classes:
+    if data.class_folders is None:
         raise ReportError(f"--taxonomy {path}: the suite's runs logged no classes.csv: its class folders are unknown")
-    folders = data.classes.sort_values("label")["folder"].astype(str).tolist()
     try:
-        return read_taxonomy(path, folders)
+        return read_taxonomy(path, data.class_folders)
     except BioclfError as exc:
         raise ReportError(f"--taxonomy: {exc}") from None
 
@@ -169,11 +168,10 @@ def _logged_taxonomy(data, err):
     from bioclf.errors import BioclfError
     from bioclf.taxonomy import parse_taxonomy
 
-    if data.classes is None or "folder" not in data.classes:
+    if data.class_folders is None:
         return None
-    folders = data.classes.sort_values("label")["folder"].astype(str).tolist()
     try:
-        return parse_taxonomy(data.logged_taxonomy, folders, "the runs' taxonomy.csv")
+        return parse_taxonomy(data.logged_taxonomy, data.class_folders, "the runs' taxonomy.csv")
     except BioclfError as exc:
         err(f"bioclf-report: warning: {exc}; no Table 7 (give one with --taxonomy)")
         return None

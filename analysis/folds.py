@@ -54,9 +54,10 @@ def pool_folds(data: SuiteData) -> SuiteData:
             predictions[row["run_id"]] = pooled
             for key, value in macro_scores(pooled).items():
                 row[key] = value
-            row["n_images"] = len(pooled)
             if all(i in data.val_probs for i in ids):
                 probs[row["run_id"]] = np.concatenate([data.val_probs[i] for i in ids])
+            else:  # fold 0's own softmax would stand for the pooled row
+                probs.pop(row["run_id"], None)
         else:
             predictions.pop(row["run_id"], None)
             probs.pop(row["run_id"], None)
@@ -67,7 +68,6 @@ def pool_folds(data: SuiteData) -> SuiteData:
         for key in _WORST:
             if key in group:
                 row[key] = group[key].max()
-        row["fold_run_ids"] = " ".join(str(i) for i in ids if isinstance(i, str))
         rows.append(row)
     pooled_runs = pd.DataFrame(rows).reset_index(drop=True)
     notes = list(data.notes) + [

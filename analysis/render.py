@@ -58,7 +58,7 @@ FORMATS = {
     "text": str,
     "int": lambda v: f"{int(v)}",
     "pct": lambda v: f"{100 * v:.1f}",
-    "pp": lambda v: f"{v:+.1f}",
+    "pp": lambda v: signed(v, "{:+.1f}"),
     "millions": lambda v: f"{v / 1e6:.2f}",
     "ratio": lambda v: f"{v:.2f}×",
     "loss": lambda v: f"{v:.4f}",
@@ -68,6 +68,13 @@ FORMATS = {
     "2dp": lambda v: f"{v:.2f}",  # tree distances
     "p": lambda v: "<0.001" if v < 0.001 else f"{v:.3f}",
 }
+
+
+def signed(value: float, fmt: str) -> str:
+    """``value`` in a signed format such as "{:+.1f}", "+0.0" rather than "-0.0" when it rounds
+    to zero (a Δ of -0.04 points is no Δ, and should not read as a loss)."""
+    text = fmt.format(value)
+    return fmt.format(0.0) if float(text) == 0 else text
 
 
 def format_value(value, fmt: str) -> str:

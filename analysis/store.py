@@ -22,6 +22,7 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+import zipfile  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -267,7 +268,7 @@ class StoreReader:
             local = self._download(run, path, tmp)
             try:
                 return np.load(local)["probs"].astype(np.float32) if local is not None else None
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # a damaged file: reported missing
                 return None
 
     def _read_json(self, run: Run, path: str) -> dict | None:
@@ -298,7 +299,8 @@ def _repository(artifact_uri: str, tracking_uri: str):
 def _taxonomy_run(runs: pd.DataFrame, by_id: dict[str, Run]) -> Run | None:
     """A finished run that trained with a taxonomy (its params name data.taxonomy or a synthetic
     hierarchy), the baseline's first when it has one: its taxonomy.csv is the report's tree."""
-    for _, row in runs[runs["status"] == "FINISHED"].sort_values("is_baseline", ascending=False).iterrows():
+    for _, row in runs[runs["status"] == "FINISHED"].sort_values("is_baseline", ascending=False,
+                                                                 kind="stable").iterrows():
         run = by_id.get(row["run_id"])
         params = run.data.params if run is not None else {}
         if params.get("data.taxonomy", "None") != "None" or params.get("data.synthetic.hierarchy", "None") != "None":

@@ -68,6 +68,13 @@ class SuiteData:
         return h.sort_values("epoch").reset_index(drop=True)
 
     @property
+    def class_folders(self) -> list[str] | None:
+        """The class folder names in label order (classes.csv), None when no run logged them."""
+        if self.classes is None or "folder" not in self.classes:
+            return None
+        return self.classes.sort_values("label")["folder"].astype(str).tolist()
+
+    @property
     def multi_seed(self) -> bool:
         return bool((self.runs.groupby("variant", sort=False).size() > 1).any())
 

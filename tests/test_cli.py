@@ -187,6 +187,8 @@ def test_ui_stops_every_server_process_when_terminated(tmp_path):
             except OSError:
                 assert ui.poll() is None, "bioclf-exp ui exited before serving"
                 time.sleep(0.5)
+        else:
+            pytest.fail("bioclf-exp ui did not answer /health within 120 s")
         serving = _descendants(ui.pid)
         assert len(serving) >= 3  # mlflow ui, uvicorn and MLflow's job consumers
         ui.send_signal(signal.SIGTERM)

@@ -60,7 +60,7 @@ def test_no_mix_configured_is_none_and_bad_alpha_is_refused():
     assert isinstance(build_batch_mix(DataConfig(cutmix={"alpha": 1.0}), 5), BatchMix)
     with pytest.raises(Exception, match="alpha"):
         DataConfig(mixup={"alpha": 0.0})
-    with pytest.raises(Exception, match="p"):
+    with pytest.raises(Exception, match=r"mixup\.p\n.*less than or equal to 1"):
         DataConfig(mixup={"alpha": 0.2, "p": 1.5})
 
 

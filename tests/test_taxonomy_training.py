@@ -165,6 +165,7 @@ def test_every_row_of_the_taxonomy_ablation_trains_tiny(tmp_path):
     """Each row over the tiny config with a generated 6-class tree trains an epoch; the tree is
     logged; a hierarchical head's checkpoint loads back for predict without the tree."""
     from bioclf.engine import train
+    from bioclf.engine.checkpoint import load_checkpoint
     from bioclf.predict import load_model
     from recording import RecordingLogger
     from test_engine import tiny_config
@@ -183,7 +184,7 @@ def test_every_row_of_the_taxonomy_ablation_trains_tiny(tmp_path):
         logged = read_taxonomy(log.artifacts["taxonomy.csv"], [str(c) for c in range(6)])
         assert logged.table["genus"].tolist() == ["g0"] * 3 + ["g1"] * 3
     assert len(set(losses.values())) == len(rows)  # every row changed what was trained
-    state = torch.load(tmp_path / "rank_head" / "checkpoints" / "best.pt", weights_only=False)
+    state = load_checkpoint(tmp_path / "rank_head" / "checkpoints" / "best.pt")
     model = load_model(cfg, 6, state, torch.device("cpu"), "run")
     assert model(torch.zeros(2, 3, 16, 16)).shape == (2, 6)
 

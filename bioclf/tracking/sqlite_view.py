@@ -74,12 +74,15 @@ class StoreView:
             return None
         try:
             con = connect_read_only(db)
-            for table, columns in _COLUMNS.items():
-                have = {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
-                if not columns <= have:
-                    con.close()
-                    return None
         except sqlite3.Error:
+            return None
+        try:
+            known = all(columns <= {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
+                        for table, columns in _COLUMNS.items())
+        except sqlite3.Error:
+            known = False
+        if not known:
+            con.close()
             return None
         return cls(con, uri)
 

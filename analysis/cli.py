@@ -10,8 +10,9 @@ Fast when nothing changed: for a local SQLite store, ``analysis.probe`` fingerpr
 report is drawn from without importing MLflow; a report folder that holds the report of that
 fingerprint (``analysis.cache``) is kept as it is, and when every report is, the call ends there.
 Otherwise the figure workers are forked first (``analysis.jobs.WorkerPool``), so that they import
-matplotlib while this process imports MLflow and reads the store, and only the figures and
-tables whose inputs changed are redrawn. Progress goes to stderr, results to stdout.
+matplotlib while this process reads the store (a local SQLite store without MLflow, see
+``analysis.store``), and only the figures and tables whose inputs changed are redrawn. Progress
+goes to stderr, results to stdout.
 """
 
 from __future__ import annotations
@@ -214,7 +215,7 @@ def run(args, say=print) -> int:
         return EXIT_OK
     from analysis.jobs import WorkerPool
 
-    pool = WorkerPool.start(args.workers)  # before MLflow is imported: see analysis.jobs
+    pool = WorkerPool.start(args.workers)  # before MLflow may be imported: see analysis.jobs
     try:
         return _build_all(args, formats, keys, current, pool, say, err)
     finally:
@@ -223,11 +224,19 @@ def run(args, say=print) -> int:
 
 
 def _build_all(args, formats, keys: dict[str, str], current: dict[str, dict], pool, say, err) -> int:
-    from analysis.build import FIGURES, TABLES, BuildOptions, build_report
-    from analysis.folds import pool_folds
-    from analysis.store import StoreReader  # imported here: --help stays fast (mlflow is slow to import)
+    from analysis.store import StoreReader  # imported here: --help stays fast (pandas is slow to import)
 
     reader = StoreReader(args.tracking_uri)
+    try:
+        return _build_targets(reader, args, formats, keys, current, pool, say, err)
+    finally:
+        reader.close()
+
+
+def _build_targets(reader, args, formats, keys: dict[str, str], current: dict[str, dict], pool, say, err) -> int:
+    from analysis.build import FIGURES, TABLES, BuildOptions, build_report
+    from analysis.folds import pool_folds
+
     targets, problems = _targets(reader, args, err)
     options = BuildOptions(weakest_k=args.top_k, top_pairs=args.top_pairs, figure_formats=formats,
                            table_formats=TABLE_FORMATS, workers=args.workers)
@@ -238,13 +247,13 @@ def _build_all(args, formats, keys: dict[str, str], current: dict[str, dict], po
             continue
         progress = lambda text, e=experiment: err(f"bioclf-report: {e}: {text}")  # noqa: E731
         try:
-            progress(f"reading suite run {suite.info.run_id}...")
+            progress(f"reading suite run {suite.run_id}...")
             started = time.perf_counter()
             # paired tests need every run's predictions; the taxonomy table every run's softmax
             data = reader.load(experiment, suite, all_predictions=True, val_probs=args.taxonomy is not None)
             data = pool_folds(data)  # evaluation.folds: each variant x seed's K fold runs as one row
             if data.runs["run_id"].isna().all():
-                raise ReportError(f"nothing to report for {experiment!r}: suite run {suite.info.run_id} "
+                raise ReportError(f"nothing to report for {experiment!r}: suite run {suite.run_id} "
                                   "has no run in the store yet")
             if args.taxonomy is not None:
                 data.taxonomy = _read_taxonomy(args.taxonomy, data)
@@ -288,14 +297,14 @@ def _build_all(args, formats, keys: dict[str, str], current: dict[str, dict], po
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     code = _main(args)
-    if argv is None and "mlflow" in sys.modules:  # the program itself, not a caller in Python
+    if argv is None and "pandas" in sys.modules:  # the program itself, not a caller in Python
         _exit_without_teardown(code)
     return code
 
 
 def _exit_without_teardown(code: int) -> None:
-    """End the process now. Tearing down MLflow's, pandas' and matplotlib's modules takes the
-    interpreter about a second once the report is done, and does nothing for it: every file is
+    """End the process now. Tearing down pandas', MLflow's and matplotlib's modules takes the
+    interpreter up to a second once the report is done, and does nothing for it: every file is
     closed, every write to the store committed, the workers joined. Output is flushed first."""
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

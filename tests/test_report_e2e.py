@@ -174,10 +174,11 @@ def test_http_server_with_proxied_artifacts(suite, tmp_path):
 
     _wait_healthy(suite.server)
     truth = write_fake_suite(suite.server.uri, name="via-http", variants=2, epochs=5, num_classes=5)
-    reader = StoreReader(suite.server.uri)
+    reader, client = StoreReader(suite.server.uri), MlflowClient(tracking_uri=suite.server.uri)
+    assert reader.read_through == "mlflow"
     data = reader.load("via-http", reader.latest_suite("via-http"))
     assert data.notes == []
-    assert reader.client.get_run(truth["suite_id"]).info.artifact_uri.startswith("mlflow-artifacts:")
+    assert client.get_run(truth["suite_id"]).info.artifact_uri.startswith("mlflow-artifacts:")
     for (variant, seed), run in truth["runs"].items():
         got = data.runs.set_index("variant").loc[variant]
         assert got["best_val_acc"] == run["summary"]["best_val_acc"]
@@ -187,7 +188,7 @@ def test_http_server_with_proxied_artifacts(suite, tmp_path):
     (tmp_path / "tables" / "t.csv").write_text("a\n1\n")
     (tmp_path / "index.md").write_text("# r\n")
     reader.log_report(truth["suite_id"], tmp_path, ["tables", "figures"], ["index.md"])
-    logged = {f.path for f in reader.client.list_artifacts(truth["suite_id"], "report")}
+    logged = {f.path for f in client.list_artifacts(truth["suite_id"], "report")}
     assert logged == {"report/index.md", "report/tables"}
 
 

@@ -27,6 +27,24 @@ class RunRecord:
     best_val_acc: float | None = None
 
 
+@dataclass(frozen=True)
+class StoredRun:
+    """A run as the report reads it, whoever read it (MLflow's client or the SQLite view): what
+    MLflow's ``Run`` holds, as plain values. ``metrics``: the latest value of each (NaN where NaN
+    was logged); ``tags``, ``params``: strings."""
+
+    run_id: str
+    experiment_id: str
+    status: str
+    run_name: str | None
+    start_time: int | None  # ms since the epoch
+    end_time: int | None
+    artifact_uri: str | None
+    tags: dict[str, str]
+    params: dict[str, str]
+    metrics: dict[str, float]
+
+
 def work_root(uri: str) -> Path:
     """Scratch space for running runs: ``$BIOCLF_WORK_DIR`` when set (a folder every node
     sees, for multi-node runs: resume and claims work across machines), else beside a local

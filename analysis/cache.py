@@ -52,7 +52,7 @@ def figure_code() -> str:
     """What a figure file depends on besides its inputs (computed once per process)."""
     if "figure" not in _versions:
         _versions["figure"] = code_version(("figures", "history", "classwise", "jobs"),
-                                           ("matplotlib", "seaborn", "numpy", "pandas", "pillow"))
+                                           ("matplotlib", "numpy", "pandas", "pillow"))
     return _versions["figure"]
 
 
@@ -68,8 +68,7 @@ def report_code() -> str:
     whole report (a different release may compute any number differently)."""
     if "report" not in _versions:
         modules = tuple(sorted(p.stem for p in _PACKAGE.glob("*.py")))
-        _versions["report"] = code_version(modules, ("mlflow", "pandas", "numpy", "scipy", "matplotlib", "seaborn",
-                                                     "pillow"))
+        _versions["report"] = code_version(modules, ("mlflow", "pandas", "numpy", "scipy", "matplotlib", "pillow"))
     return _versions["report"]
 
 

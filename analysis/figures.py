@@ -1,6 +1,7 @@
 """The report's figures from plain DataFrames / arrays: matplotlib (object API, Agg, never
-pyplot's global state or ``show``) styled by seaborn. Every figure has a title, axis labels with
-units, and stays readable at 100 classes (thinned ticks, no per-cell numbers).
+pyplot's global state or ``show``) in seaborn's whitegrid style, frozen here (``REPORT_RC``) so
+that drawing never imports seaborn. Every figure has a title, axis labels with units, and stays
+readable at 100 classes (thinned ticks, no per-cell numbers).
 
 Margins are set from measured text (``analysis.layout``), not by constrained layout, whose extra
 drawing pass cost a third of each figure.
@@ -8,6 +9,7 @@ drawing pass cost a third of each figure.
 
 from __future__ import annotations
 
+import colorsys
 import math
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +18,6 @@ import matplotlib
 import matplotlib.lines
 import numpy as np
 import pandas as pd
-import seaborn as sns
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import Normalize, PowerNorm, to_rgb
 from matplotlib.figure import Figure
@@ -33,14 +34,78 @@ TRAIN, VAL = "#1f77b4", "#ff7f0e"
 NUMBER_TICK = "0.000"  # the widest numeric tick label these figures' locators produce
 
 
+# seaborn 0.13's ``{**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=1.0)}``,
+# written out: importing seaborn costs ~1 CPU-second more than the rest of this module (it imports
+# scipy.stats), paid by every figure worker of every report. tests/test_report_figures.py checks
+# this against seaborn when it is installed. Left out: seaborn's "image.cmap": "rocket", a colormap
+# that exists only once seaborn has registered it (every image here names its colormap).
+SEABORN_WHITEGRID_NOTEBOOK = {
+    "figure.facecolor": "white",
+    "axes.labelcolor": ".15",
+    "xtick.direction": "out",
+    "ytick.direction": "out",
+    "xtick.color": ".15",
+    "ytick.color": ".15",
+    "axes.axisbelow": True,
+    "grid.linestyle": "-",
+    "text.color": ".15",
+    "font.family": ["sans-serif"],
+    "font.sans-serif": ["Arial", "DejaVu Sans", "Liberation Sans", "Bitstream Vera Sans", "sans-serif"],
+    "lines.solid_capstyle": "round",
+    "patch.edgecolor": "w",
+    "patch.force_edgecolor": True,
+    "xtick.top": False,
+    "ytick.right": False,
+    "axes.grid": True,
+    "axes.facecolor": "white",
+    "axes.edgecolor": ".8",
+    "grid.color": ".8",
+    "axes.spines.left": True,
+    "axes.spines.bottom": True,
+    "axes.spines.right": True,
+    "axes.spines.top": True,
+    "xtick.bottom": False,
+    "ytick.left": False,
+    "axes.linewidth": 1.25,
+    "grid.linewidth": 1,
+    "lines.linewidth": 1.5,
+    "lines.markersize": 6,
+    "patch.linewidth": 1,
+    "xtick.major.width": 1.25,
+    "ytick.major.width": 1.25,
+    "xtick.minor.width": 1,
+    "ytick.minor.width": 1,
+    "xtick.major.size": 6,
+    "ytick.major.size": 6,
+    "xtick.minor.size": 4,
+    "ytick.minor.size": 4,
+    "font.size": 12.0,
+    "axes.labelsize": 12.0,
+    "axes.titlesize": 12.0,
+    "xtick.labelsize": 11.0,
+    "ytick.labelsize": 11.0,
+    "legend.fontsize": 11.0,
+    "legend.title_fontsize": 12.0,
+}
+REPORT_RC = {**SEABORN_WHITEGRID_NOTEBOOK, "axes.titleweight": "bold", "figure.titlesize": 14,
+             "figure.titleweight": "bold", "legend.fontsize": 9, "legend.framealpha": 0.9}
+
+
 @contextmanager
 def report_style():
     """seaborn's whitegrid look at a size readable without zooming, for the figures built inside."""
-    rc = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=1.0),
-          "axes.titleweight": "bold", "figure.titlesize": 14, "figure.titleweight": "bold",
-          "legend.fontsize": 9, "legend.framealpha": 0.9}
-    with matplotlib.rc_context(rc):
+    with matplotlib.rc_context(REPORT_RC):
         yield
+
+
+def variant_colors(n: int) -> list[tuple[float, float, float]]:
+    """``n`` distinct line colours: matplotlib's tab10 (= seaborn's "tab10") up to 10; beyond,
+    evenly spaced hues. seaborn drew those from its "husl" palette (even hues at equal perceived
+    lightness), which cannot be had without importing seaborn; here the hues are spaced in HLS,
+    with the lightness alternating between neighbours so that close hues still tell apart."""
+    if n <= 10:
+        return [tuple(c) for c in matplotlib.colormaps["tab10"].colors[:max(n, 1)]]
+    return [colorsys.hls_to_rgb((0.01 + i / n) % 1.0, 0.42 if i % 2 else 0.55, 0.75) for i in range(n)]
 
 
 def save_figure(fig: Figure, folder: Path, stem: str, formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
@@ -124,7 +189,7 @@ def val_acc_overlay(curves: dict[str, Curves], baseline: str, title: str) -> Fig
         fig = Figure(figsize=(11, 5.5))
         ax = fig.subplots()
         others = [v for v in curves if v != baseline]
-        palette = sns.color_palette("tab10" if len(others) <= 10 else "husl", max(1, len(others)))
+        palette = variant_colors(len(others))
         colors = {v: palette[i] for i, v in enumerate(others)}
         for variant, run in curves.items():
             h = run.history

@@ -1,9 +1,9 @@
 """Figures drawn and saved as jobs: in worker processes when there are CPUs to spare, else here.
 
 matplotlib draws on one core, and a 50-variant suite has 50+ figures; processes (not threads:
-drawing holds the GIL) spread that over the CPUs. Importing matplotlib, seaborn and scipy costs
-seconds too, so ``bioclf-report`` starts its workers first (``WorkerPool.start``, before it
-imports MLflow): they import the plotting stack and scipy while it reads the store, then compute
+drawing holds the GIL) spread that over the CPUs. Importing matplotlib and scipy costs seconds
+too, so ``bioclf-report`` starts its workers first (``WorkerPool.start``, before anything may
+import MLflow): they import the plotting stack and scipy while it reads the store, then compute
 the ablation tests and draw each figure as soon as it is queued, while it computes the tables.
 ``analysis.figures`` is imported only where a figure is drawn: a report whose figures are all
 current never imports matplotlib.
@@ -83,7 +83,8 @@ def _warm_up() -> None:
 
     from analysis import figures
 
-    importlib.import_module("scipy.signal")  # analysis.stats imports it when first used
+    for name in ("scipy.special", "scipy.fft"):  # analysis.stats imports them when first used
+        importlib.import_module(name)
 
     fig = figures.Figure(figsize=(1, 1))
     fig.text(0.5, 0.5, "0")

@@ -55,7 +55,7 @@ import importlib
 import math
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from functools import partial
+from functools import cache, partial
 from typing import NamedTuple
 
 import numpy as np
@@ -63,9 +63,9 @@ import pandas as pd
 
 
 class _OnFirstUse:
-    """A module imported when first used: scipy.stats and scipy.signal take ~0.7 s to import, and
-    ``bioclf-report`` computes the tests in a worker process that has them already (the tables
-    module, which imports this one, runs in a process that need not pay for them)."""
+    """A module imported when first used: ``bioclf-report`` computes the tests in a worker process
+    that has scipy imported already (the tables module, which imports this one, runs in a process
+    that need not pay for it)."""
 
     def __init__(self, name: str):
         self._name = name
@@ -74,7 +74,182 @@ class _OnFirstUse:
         return getattr(importlib.import_module(self._name), attr)
 
 
-signal, stats = _OnFirstUse("scipy.signal"), _OnFirstUse("scipy.stats")
+special, sp_fft = _OnFirstUse("scipy.special"), _OnFirstUse("scipy.fft")
+stats = _OnFirstUse("scipy.stats")  # only where scipy is older than 1.14 (``_dist_ufuncs``)
+
+
+# ------------------------------------------------------------------ scipy.stats / scipy.signal, not imported
+#
+# Importing scipy.stats costs ~1 CPU-second more than scipy.special + scipy.fft (scipy.signal
+# imports scipy.stats too), paid by every report's worker before its first figure. The few
+# functions used here are computed below exactly as scipy computes them, from the same
+# scipy.special ufuncs and scipy.fft transforms in the same order, so every number is
+# bit-identical (tests/test_stats.py compares them bitwise with scipy.stats / scipy.signal): the
+# report's CSVs do not change.
+
+_DIST_UFUNCS = ("_binom_pmf", "_binom_cdf", "_binom_sf", "_nct_sf")
+
+
+@cache
+def _dist_ufuncs():
+    """``scipy.special._ufuncs``, whose private ufuncs scipy.stats' ``binom`` and ``nct`` call
+    (scipy >= 1.14), or None when it lacks one of them (older scipy computes them in
+    ``scipy.stats._boost``): the callers then ask scipy.stats itself."""
+    try:
+        module = importlib.import_module("scipy.special._ufuncs")
+    except ImportError:
+        return None
+    return module if all(hasattr(module, name) for name in _DIST_UFUNCS) else None
+
+
+def _binom_pmf(k, n: int, p: float):
+    """``scipy.stats.binom.pmf(k, n, p)``: ``k`` a number or an integer array, ``n >= 0`` an
+    integer, ``0 <= p <= 1``."""
+    u = _dist_ufuncs()
+    if u is None:
+        return stats.binom.pmf(k, n, p)
+    if np.ndim(k) == 0:
+        if not (0 <= k <= n and math.floor(k) == k):
+            return np.float64(0.0)
+        return np.clip(u._binom_pmf(k, n, p), 0, 1)
+    k = np.asarray(k)
+    inside = (k >= 0) & (k <= n) & (np.floor(k) == k)
+    out = np.zeros(k.shape)
+    out[inside] = np.clip(u._binom_pmf(k[inside], n, p), 0, 1)
+    return out
+
+
+def _binom_cdf(k: float, n: int, p: float):
+    """``scipy.stats.binom.cdf(k, n, p)`` of a number ``k``."""
+    u = _dist_ufuncs()
+    if u is None:
+        return stats.binom.cdf(k, n, p)
+    if k >= n:
+        return np.float64(1.0)
+    if k < 0:
+        return np.float64(0.0)
+    return np.clip(u._binom_cdf(math.floor(k), n, p), 0, 1)
+
+
+def _binom_sf(k: float, n: int, p: float):
+    """``scipy.stats.binom.sf(k, n, p)`` of a number ``k``."""
+    u = _dist_ufuncs()
+    if u is None:
+        return stats.binom.sf(k, n, p)
+    if k < 0:
+        return np.float64(1.0)
+    if k >= n:
+        return np.float64(0.0)
+    return np.clip(u._binom_sf(math.floor(k), n, p), 0, 1)
+
+
+def _binary_search_for_binom_tst(a: Callable, d: float, lo, hi):
+    """scipy.stats._binomtest's search: the ``i`` in ``lo..hi`` with ``a(i) <= d < a(i + 1)``
+    (``a`` ascending there)."""
+    while lo < hi:
+        mid = lo + (hi - lo) // 2
+        midval = a(mid)
+        if midval < d:
+            lo = mid + 1
+        elif midval > d:
+            hi = mid - 1
+        else:
+            return mid
+    return lo if a(lo) <= d else lo - 1
+
+
+def binomtest_p(k: int, n: int, p: float = 0.5) -> float:
+    """``scipy.stats.binomtest(k, n, p).pvalue``, two-sided, computed as scipy does: the
+    probability of the outcomes no likelier than ``k`` (relative tolerance 1e-7), their tail on
+    the other side of the mode found by binary search on the pmf."""
+    if _dist_ufuncs() is None:
+        return float(stats.binomtest(k, n, p).pvalue)
+    if not (0 <= k <= n and n >= 1 and 0 <= p <= 1):
+        raise ValueError(f"binomtest needs 0 <= k <= n, n >= 1 and 0 <= p <= 1; got k={k}, n={n}, p={p}")
+    d = _binom_pmf(k, n, p)
+    rerr = 1 + 1e-7
+    if k == p * n:
+        return 1.0
+    if k < p * n:
+        ix = _binary_search_for_binom_tst(lambda x: -_binom_pmf(x, n, p), -d * rerr, np.ceil(p * n), n)
+        y = n - ix + int(d * rerr == _binom_pmf(ix, n, p))
+        pval = _binom_cdf(k, n, p) + _binom_sf(n - y, n, p)
+    else:
+        ix = _binary_search_for_binom_tst(lambda x: _binom_pmf(x, n, p), d * rerr, 0, np.floor(p * n))
+        y = ix + 1
+        pval = _binom_cdf(y - 1, n, p) + _binom_sf(k - 1, n, p)
+    return float(min(1.0, pval))
+
+
+def ttest_rel_p(b: np.ndarray, a: np.ndarray) -> float:
+    """``scipy.stats.ttest_rel(b, a).pvalue`` (two-sided) of two paired 1-D float samples of
+    ``k >= 2`` values, computed as scipy does (``ttest_1samp`` of ``x = b − a``): ``t = mean(x) /
+    sqrt(var / k)`` with ``var`` the mean squared deviation times ``k / (k − 1)``, and
+    ``p = 2 stdtr(k − 1, −|t|)``."""
+    x = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
+    if x.ndim != 1 or x.size < 2:
+        raise ValueError(f"ttest_rel_p needs two equal 1-D samples of at least 2 values, got {x.shape}")
+    n = x.shape[0]
+    d = np.mean(x) - np.float64(0.0)
+    var = np.mean((x - np.mean(x, keepdims=True)) ** 2)
+    nf = np.float64(n)
+    var = var * (nf / (nf - 1))
+    denom = np.sqrt(var / n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.divide(d, denom)
+    return float(2 * special.stdtr(np.float64(n - 1), -np.abs(t)))
+
+
+def _ppf(q: float, ppf: Callable):
+    """scipy.stats' ``ppf`` of a distribution on the whole line, loc 0 and scale 1, as scipy
+    applies them: ``ppf(q) * 1 + 0`` inside (0, 1), ∓inf at 0 and 1, NaN elsewhere."""
+    if 0 < q < 1:
+        return ppf(q) * 1 + 0
+    return -math.inf if q == 0 else math.inf if q == 1 else math.nan
+
+
+def _norm_ppf(q: float):
+    """``scipy.stats.norm.ppf(q)``."""
+    return _ppf(q, special.ndtri)
+
+
+def _t_ppf(q: float, df: int):
+    """``scipy.stats.t.ppf(q, df)`` for ``df > 0``."""
+    return _ppf(q, partial(special.stdtrit, df))
+
+
+def _nct_sf(x: float, df: int, nc: float):
+    """``scipy.stats.nct.sf(x, df, nc)`` for ``df > 0`` and finite ``x``, ``nc``."""
+    u = _dist_ufuncs()
+    if u is None:
+        return stats.nct.sf(x, df, nc)
+    with np.errstate(over="ignore"):
+        return np.clip(u._nct_sf(x, df, nc), 0, 1)
+
+
+def _nct_cdf(x: float, df: int, nc: float):
+    """``scipy.stats.nct.cdf(x, df, nc)`` for ``df > 0`` and finite ``x``, ``nc``."""
+    return special.nctdtr(df, nc, x)
+
+
+def fftconvolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``scipy.signal.fftconvolve(a, b)`` (mode "full") of two real 1-D arrays, computed as scipy
+    does: a length-1 input multiplies the other; else real FFTs of both, zero-padded to
+    ``next_fast_len(len(a) + len(b) − 1)``, multiplied, transformed back and cut to that length."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.ndim != 1 or b.ndim != 1 or np.iscomplexobj(a) or np.iscomplexobj(b):
+        raise ValueError(f"fftconvolve takes two real 1-D arrays, got {a.dtype}{a.shape} and {b.dtype}{b.shape}")
+    if a.size == 0 or b.size == 0:
+        return np.asarray([])
+    if a.size == 1 or b.size == 1:  # scipy convolves along no axis then: a plain (broadcast) product
+        return a * b
+    size = a.size + b.size - 1
+    fsize = sp_fft.next_fast_len(size, True)
+    a = a.astype(np.float64) if a.dtype.kind in "iub" else a
+    b = b.astype(np.float64) if b.dtype.kind in "iub" else b
+    out = sp_fft.irfft(sp_fft.rfft(a, fsize) * sp_fft.rfft(b, fsize), fsize)
+    return out[:size].copy()
+
 
 # 100,000 resamples keep a 95% edge within ~0.02 points (Monte-Carlo s.e.) at n = 300 images;
 # the resampling draws multinomial counts, so this costs tens of milliseconds whatever n is.
@@ -227,7 +402,7 @@ def _check_alpha(alpha: float) -> None:
 
 
 def _z(q: float) -> float:
-    return float(stats.norm.ppf(q))
+    return float(_norm_ppf(q))
 
 
 # ------------------------------------------------------------------ intervals
@@ -380,7 +555,7 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemarResult
     n01, n10 = int(np.sum(~a & b)), int(np.sum(a & ~b))
     if n01 + n10 == 0:
         return McNemarResult(n01, n10, 1.0)
-    return McNemarResult(n01, n10, float(stats.binomtest(n10, n01 + n10, 0.5).pvalue))
+    return McNemarResult(n01, n10, binomtest_p(n10, n01 + n10, 0.5))
 
 
 def sign_flip_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
@@ -410,11 +585,11 @@ def sign_flip_p(w: np.ndarray) -> float:
     pmf = np.ones(1)  # law of Y = Σ_j j·X_j on 0..M
     for j, c in zip(mags.tolist(), counts.tolist()):
         part = np.zeros(j * c + 1)
-        part[::j] = stats.binom.pmf(np.arange(c + 1), c, 0.5)
+        part[::j] = _binom_pmf(np.arange(c + 1), c, 0.5)
         if pmf.size * part.size <= 20_000_000:
             pmf = np.convolve(pmf, part)
         else:
-            pmf = np.clip(signal.fftconvolve(pmf, part), 0.0, None)
+            pmf = np.clip(fftconvolve(pmf, part), 0.0, None)
     y = np.arange(total + 1)
     p = float(pmf[np.abs(2 * y - total) >= t].sum())
     return min(1.0, max(p, 0.0))
@@ -451,7 +626,7 @@ def paired_seed_test(a_by_seed: Mapping[int, float], b_by_seed: Mapping[int, flo
         return mean, math.nan, k
     if np.all(d == d[0]):
         return mean, (1.0 if d[0] == 0 else 0.0), k
-    return mean, float(stats.ttest_rel(b, a).pvalue), k
+    return mean, ttest_rel_p(b, a), k
 
 
 def holm_bonferroni(p_values: Sequence[float]) -> np.ndarray:
@@ -532,8 +707,8 @@ def seeds_needed(mean_delta: float, std_delta: float, alpha: float = 0.05, power
     k = max(2, int(math.ceil(((za + zb) * sd / abs(d)) ** 2)) - 1)
     while True:
         df, nc = k - 1, abs(d) * math.sqrt(k) / sd
-        tc = stats.t.ppf(1 - alpha / 2, df)
-        achieved = stats.nct.sf(tc, df, nc) + stats.nct.cdf(-tc, df, nc)
+        tc = _t_ppf(1 - alpha / 2, df)
+        achieved = _nct_sf(tc, df, nc) + _nct_cdf(-tc, df, nc)
         if achieved >= power:
             return k
         k += 1

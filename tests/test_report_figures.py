@@ -59,6 +59,30 @@ def test_overlay_has_one_line_per_variant_baseline_in_black():
     assert ax.get_ylabel() == "Validation accuracy (%)"
 
 
+def test_frozen_style_and_palette_are_seaborns():
+    """analysis.figures does not import seaborn (~1 s more per worker): its whitegrid rc dict and
+    its ≤ 10-variant palette are seaborn 0.13's, written out; checked here where seaborn is installed."""
+    sns = pytest.importorskip("seaborn")
+    theirs = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=1.0)}
+    assert theirs.pop("image.cmap") == "rocket"  # seaborn's own colormap: left out (every image names one)
+    assert figures.SEABORN_WHITEGRID_NOTEBOOK == theirs
+    ours = figures.SEABORN_WHITEGRID_NOTEBOOK
+    assert {k: type(v) for k, v in ours.items()} == {k: type(v) for k, v in theirs.items()}  # 1 is not 1.0
+    for n in range(0, 11):
+        expected = [tuple(map(float, c)) for c in sns.color_palette("tab10", max(1, n))]
+        assert [tuple(map(float, c)) for c in figures.variant_colors(n)] == expected
+
+
+def test_more_than_ten_variants_get_distinct_colours():
+    for n in (11, 20, 50):
+        colors = figures.variant_colors(n)
+        assert len(set(colors)) == n and all(0 <= x <= 1 for c in colors for x in c)
+    h = _history()
+    curves = {"base": Curves(h)} | {f"v{i}": Curves(h) for i in range(12)}
+    ax = figures.val_acc_overlay(curves, "base", "Validation").axes[0]
+    assert len({_line(ax, f"v{i}").get_color() for i in range(12)}) == 12
+
+
 def _per_class(n: int, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     counts = np.diag(rng.integers(0, 4, n)) + rng.integers(0, 2, (n, n))

@@ -356,3 +356,126 @@ def test_compare_reproducible_and_rows_independent():
         S.compare_to_baseline(data, "missing")
     with pytest.raises(ValueError, match="images"):
         S.compare_to_baseline({"b": {0: base}, "z": {0: base[:100]}}, "b")
+
+
+# ------------------------------------------------------------------ scipy, without scipy.stats / scipy.signal
+# analysis.stats computes the few scipy.stats / scipy.signal functions it needs from scipy.special
+# and scipy.fft (importing those two costs ~1 CPU-second less); the report's CSVs are compared byte
+# for byte with a fixture, so each must equal scipy's own to the last bit.
+
+
+def _same_bits(x, y) -> bool:
+    x, y = np.asarray(x), np.asarray(y)
+    return x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+
+
+def _pmf_chain(rng: np.random.Generator, images: int, seeds: int) -> list[np.ndarray]:
+    """The arrays sign_flip_p convolves: the law so far and the next |w| = j part, step by step."""
+    w = rng.integers(-seeds, seeds + 1, images)
+    mags, counts = np.unique(np.abs(w[w != 0]), return_counts=True)
+    pmf, steps = np.ones(1), []
+    for j, c in zip(mags.tolist(), counts.tolist()):
+        part = np.zeros(j * c + 1)
+        part[::j] = sps.binom.pmf(np.arange(c + 1), c, 0.5)
+        steps += [pmf, part]
+        small = pmf.size * part.size <= 20_000_000  # as in sign_flip_p
+        pmf = np.convolve(pmf, part) if small else np.clip(S.fftconvolve(pmf, part), 0, None)
+    return steps
+
+
+def test_fftconvolve_is_scipy_signal_bit_for_bit():
+    from scipy import signal
+
+    rng = np.random.default_rng(20)
+    lengths = [1, 2, 3, 5, 7, 8, 15, 16, 17, 31, 64, 97, 127, 128, 255, 256, 1000, 1023, 1024, 1025, 4097]
+    pairs = [(m, n) for m in lengths for n in lengths]
+    pairs += [tuple(rng.integers(1, 6000, 2)) for _ in range(400)]
+    for i, (m, n) in enumerate(pairs):
+        scale = [1.0, 1e-300, 1e12, 1e-3][i % 4]
+        a = rng.random(m) * scale if i % 3 else rng.normal(size=m)
+        b = rng.random(n) if i % 5 else rng.exponential(size=n) * scale
+        assert _same_bits(S.fftconvolve(a, b), signal.fftconvolve(a, b)), (m, n, scale)
+    ints = rng.integers(-50, 50, 300), rng.integers(0, 9, 41)  # integers go through float64, as in scipy
+    assert _same_bits(S.fftconvolve(*ints), signal.fftconvolve(*ints))
+    for images, seeds in [(300, 1), (2000, 3), (20_000, 3), (60_000, 5)]:
+        steps = _pmf_chain(rng, images, seeds)
+        for pmf, part in zip(steps[::2], steps[1::2]):
+            ours, theirs = S.fftconvolve(pmf, part), signal.fftconvolve(pmf, part)
+            assert _same_bits(ours, theirs) and _same_bits(np.clip(ours, 0, None), np.clip(theirs, 0, None))
+
+
+def test_sign_flip_p_is_unchanged_on_the_fft_path(monkeypatch):
+    from scipy import signal
+
+    rng = np.random.default_rng(21)
+    cases = [rng.integers(-3, 4, 20_000), rng.integers(-5, 6, 12_000), rng.integers(-1, 2, 300)]
+    ours = [S.sign_flip_p(w) for w in cases]
+    monkeypatch.setattr(S, "fftconvolve", signal.fftconvolve)
+    monkeypatch.setattr(S, "_binom_pmf", sps.binom.pmf)
+    assert all(_same_bits(a, S.sign_flip_p(w)) for a, w in zip(ours, cases))
+
+
+def test_binomtest_p_is_scipy_bit_for_bit():
+    rng = np.random.default_rng(22)
+    cases = [(k, n) for n in range(1, 41) for k in range(n + 1)]
+    cases += [(k, n) for n in (99, 100, 101, 300) for k in range(0, n + 1, 3)]
+    cases += [(int(rng.integers(0, n + 1)), n) for n in rng.integers(1, 3000, 200).tolist()]
+    for k, n in cases:
+        assert _same_bits(S.binomtest_p(k, n, 0.5), float(sps.binomtest(k, n, 0.5).pvalue)), (k, n)
+    for k, n, p in [(3, 10, 0.3), (30, 100, 0.31), (0, 7, 0.9), (7, 7, 0.2), (500, 1000, 0.47)]:
+        assert _same_bits(S.binomtest_p(k, n, p), float(sps.binomtest(k, n, p).pvalue)), (k, n, p)
+    for n in [1, 2, 3, 10, 299, 300, 5000]:
+        k = np.arange(n + 1)
+        assert _same_bits(S._binom_pmf(k, n, 0.5), sps.binom.pmf(k, n, 0.5))
+    for k, n in [(-1, 5), (6, 5), (2.5, 5), (2.0, 5), (0, 5), (5, 5)]:
+        assert _same_bits(S._binom_pmf(k, n, 0.5), sps.binom.pmf(k, n, 0.5))
+        assert _same_bits(S._binom_cdf(k, n, 0.5), sps.binom.cdf(k, n, 0.5))
+        assert _same_bits(S._binom_sf(k, n, 0.5), sps.binom.sf(k, n, 0.5))
+
+
+def test_ttest_rel_p_is_scipy_bit_for_bit():
+    rng = np.random.default_rng(23)
+    for i in range(3000):
+        k = int(rng.integers(2, 12))
+        if i % 3 == 0:  # seed accuracies on a 300-image validation set, as the table has them
+            a, b = rng.integers(200, 290, k) / 300, rng.integers(200, 290, k) / 300
+        else:
+            a = rng.random(k)
+            b = a + rng.normal(rng.choice([0.0, 1e-3, 0.05]), rng.choice([1e-4, 1e-2, 0.1]), k)
+        if np.ptp(b - a) == 0:
+            continue
+        assert _same_bits(S.ttest_rel_p(b, a), float(sps.ttest_rel(b, a).pvalue)), (a, b)
+
+
+def test_power_hint_distributions_are_scipy_bit_for_bit():
+    rng = np.random.default_rng(24)
+    qs = rng.random(2000).tolist() + [0.5, 0.8, 0.9, 0.975, 0.995, 0.0, 1.0, 1.5]
+    for i, q in enumerate(qs):
+        df = int(rng.integers(1, 300))
+        assert _same_bits(S._norm_ppf(q), sps.norm.ppf(q)) and _same_bits(S._t_ppf(q, df), sps.t.ppf(q, df)), (q, df)
+        tc = float(sps.t.ppf(1 - [0.05, 0.01, 0.1][i % 3] / 2, df))
+        nc = float(rng.random() * [1, 10, 60][i % 3])
+        assert _same_bits(S._nct_sf(tc, df, nc), sps.nct.sf(tc, df, nc)), (tc, df, nc)
+        assert _same_bits(S._nct_cdf(-tc, df, nc), sps.nct.cdf(-tc, df, nc)), (tc, df, nc)
+
+
+def test_the_ablation_table_does_not_import_scipy_stats():
+    import subprocess
+    import sys
+
+    code = """
+import sys
+import numpy as np
+from analysis import stats as S
+rng = np.random.default_rng(0)
+base = {s: rng.random(300) < 0.8 for s in range(3)}
+correct = {"base": base, "one": {0: rng.random(300) < 0.85},
+           "three": {s: rng.random(300) < 0.81 for s in range(3)},
+           "two": {0: base[0], 1: base[1] ^ (rng.random(300) < 0.02)}}
+frame = S.compare_to_baseline(correct, "base", n_resamples=1000)
+assert frame["p_value"].notna().sum() == 3 and frame["seeds_needed"].notna().any(), frame
+S.sign_flip_p(rng.integers(-3, 4, 20_000))
+print(sorted(m for m in ("scipy.stats", "scipy.signal") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["[]"]

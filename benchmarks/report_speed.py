@@ -19,6 +19,8 @@ machine the wall time moves with the load, the CPU time much less.
     python benchmarks/report_speed.py --no-history        # exercise the get_metric_history fallback
     python benchmarks/report_speed.py --breakdown         # also: load and build in this process
     python benchmarks/report_speed.py --tiny              # 3 x 5 epochs x 10 classes: does it run
+    python benchmarks/report_speed.py --before /tmp/old   # also time another checkout's first call,
+                                                          # in turns with this one, on the same store
 """
 
 from __future__ import annotations
@@ -39,13 +41,14 @@ sys.path.insert(0, str(REPO / "tests"))  # the fake-store writer lives with the 
 from test_report_fakestore import fresh_store, write_fake_suite  # noqa: E402
 
 STEPS = ("import mlflow", "first call", "second call (unchanged)", "one run changed")
+BEFORE = "first call, --before checkout"
 
 
-def _timed(command: list[str]) -> tuple[float, float, str]:
+def _timed(command: list[str], cwd: Path = REPO) -> tuple[float, float, str]:
     """(wall s, CPU s of the command and its children, stderr) of one subprocess."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
@@ -64,10 +67,14 @@ def _change_one_run(uri: str, info: dict, turn: int) -> None:
     MlflowClient(tracking_uri=uri).log_text(run["run_id"], history.to_csv(index=False), "history.csv")
 
 
-def _turn(uri: str, out: Path, cli_args: list[str], info: dict, turn: int) -> dict[str, tuple[float, float]]:
-    shutil.rmtree(out, ignore_errors=True)
+def _turn(uri: str, out: Path, cli_args: list[str], info: dict, turn: int,
+          before: Path | None = None) -> dict[str, tuple[float, float]]:
     report = [sys.executable, "-m", "analysis.cli", "--tracking-uri", uri, "--out", str(out), *cli_args]
     times = {"import mlflow": _timed([sys.executable, "-c", "import mlflow"])[:2]}
+    if before is not None:  # the other checkout's first call, on the same store, then this one's
+        shutil.rmtree(out, ignore_errors=True)
+        times[BEFORE] = _timed(report, cwd=before)[:2]
+    shutil.rmtree(out, ignore_errors=True)
     times["first call"] = _timed(report)[:2]
     times["second call (unchanged)"] = _timed(report)[:2]
     _change_one_run(uri, info, turn)
@@ -81,7 +88,7 @@ def _turn(uri: str, out: Path, cli_args: list[str], info: dict, turn: int) -> di
 def _table(turns: list[dict[str, tuple[float, float]]]) -> None:
     floor = statistics.median(t["import mlflow"][0] for t in turns)
     print("\n| step | wall s, median (range) | CPU s | wall / import mlflow |\n|---|---:|---:|---:|")
-    for step in STEPS:
+    for step in [s for s in (STEPS[0], BEFORE, *STEPS[1:]) if s in turns[0]]:
         walls = [t[step][0] for t in turns]
         cpus = [t[step][1] for t in turns]
         spread = f" ({min(walls):.2f}-{max(walls):.2f})" if len(turns) > 1 else ""
@@ -120,6 +127,8 @@ def main() -> None:
     p.add_argument("--breakdown", action="store_true", help="also time load and build in this process")
     p.add_argument("--tiny", action="store_true", help="3 variants x 5 epochs x 10 classes, one turn")
     p.add_argument("--keep", type=Path, help="write the store and reports here instead of a temp folder")
+    p.add_argument("--before", type=Path, metavar="DIR", help="another checkout of this repository (e.g. a "
+                   "git worktree of an older commit): its first call is timed too, in turns with this one's")
     args = p.parse_args()
     if args.tiny:
         args.variants, args.seeds, args.epochs, args.classes, args.reps = 3, 1, 5, 10, 1
@@ -137,7 +146,7 @@ def main() -> None:
         turns = []
         for i in range(args.reps):
             print(f"turn {i + 1}/{args.reps}")
-            turns.append(_turn(uri, root / "reports", cli_args, info, i))
+            turns.append(_turn(uri, root / "reports", cli_args, info, i, args.before))
         _table(turns)
         if args.breakdown:
             _breakdown(uri, root / "report-in-process", args)

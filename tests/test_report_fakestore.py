@@ -7,6 +7,7 @@ history.csv or predictions, an older suite without suite.json, several seeds.
 
 from __future__ import annotations
 
+import atexit
 import json
 import shutil
 import tempfile
@@ -32,7 +33,9 @@ def fresh_store(folder: Path) -> str:
     """A new, empty SQLite store in ``folder`` (URI returned). MLflow takes seconds to create and
     migrate a database; it is done once per test session and the file copied after that."""
     if "db" not in _TEMPLATE:
-        template = Path(tempfile.mkdtemp(prefix="bioclf-report-template-")) / "mlflow.db"
+        folder_of_template = tempfile.mkdtemp(prefix="bioclf-report-template-")
+        atexit.register(shutil.rmtree, folder_of_template, ignore_errors=True)  # not one left per session
+        template = Path(folder_of_template) / "mlflow.db"
         MlflowClient(tracking_uri=f"sqlite:///{template}").search_experiments()
         _TEMPLATE["db"] = template
     folder.mkdir(parents=True, exist_ok=True)

@@ -228,7 +228,10 @@ def _nct_sf(x: float, df: int, nc: float):
 
 
 def _nct_cdf(x: float, df: int, nc: float):
-    """``scipy.stats.nct.cdf(x, df, nc)`` for ``df > 0`` and finite ``x``, ``nc``."""
+    """``scipy.stats.nct.cdf(x, df, nc)`` for ``df > 0`` and finite ``x``, ``nc``: scipy >= 1.14
+    computes it with ``nctdtr`` (older releases with boost, hence the same gate as ``_nct_sf``)."""
+    if _dist_ufuncs() is None:
+        return stats.nct.cdf(x, df, nc)
     return special.nctdtr(df, nc, x)
 
 

@@ -27,6 +27,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 import json  # noqa: E402
 import logging  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 import zipfile  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
@@ -178,6 +179,7 @@ class StoreReader:
                 raise ReportError(str(exc)) from None
         self._view = StoreView.open(self.uri)
         self._mlflow: _MlflowSource | None = None
+        self._mlflow_lock = threading.Lock()
 
     @property
     def read_through(self) -> str:
@@ -199,9 +201,10 @@ class StoreReader:
         return getattr(self._through_mlflow(), question)(*args)
 
     def _through_mlflow(self) -> _MlflowSource:
-        if self._mlflow is None:
-            self._mlflow = _MlflowSource(self.uri)
-        return self._mlflow
+        with self._mlflow_lock:  # asked from the reading threads too: one client, not one each
+            if self._mlflow is None:
+                self._mlflow = _MlflowSource(self.uri)
+            return self._mlflow
 
     # ------------------------------------------------------------ suites
 

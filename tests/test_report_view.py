@@ -122,10 +122,41 @@ def test_artifacts_outside_a_local_folder_are_read_through_mlflow(store, tmp_pat
     assert any(run_id in note and "predictions/val.csv missing" in note for note in data.notes)
 
 
-def test_an_unknown_schema_is_read_through_mlflow(store, tmp_path):
+@pytest.mark.parametrize("edit", ["ALTER TABLE params RENAME TO params_moved",
+                                  "UPDATE alembic_version SET version_num = 'f00dfeedbeef'"])
+def test_an_unknown_schema_is_read_through_mlflow(store, tmp_path, edit):
     uri, _ = store
     db = tmp_path / "mlflow.db"
     shutil.copy(uri[len("sqlite:///"):], db)
     with sqlite3.connect(db) as con:
-        con.execute("ALTER TABLE params RENAME TO params_moved")
+        con.execute(edit)
     assert sqlite_view.StoreView.open(f"sqlite:///{db}") is None
+    assert StoreReader(f"sqlite:///{db}").read_through == "mlflow"
+
+
+def test_mlflow_workspaces_are_mlflow_s_to_read(store, monkeypatch):
+    """With workspaces on, MLflow scopes experiments and runs by workspace: the view steps aside."""
+    uri, _ = store
+    assert sqlite_view.StoreView.open(uri) is not None
+    monkeypatch.setenv("MLFLOW_ENABLE_WORKSPACES", "true")
+    assert sqlite_view.StoreView.open(uri) is None
+
+
+def test_run_names_follow_mlflow_s_rule(store, tmp_path):
+    """The name column, else (empty) the mlflow.runName tag when it is not empty, as MLflow's Run."""
+    uri, infos = store
+    db = tmp_path / "mlflow.db"
+    shutil.copy(uri[len("sqlite:///"):], db)
+    a, b = (infos["old"]["runs"][(v, 0)]["run_id"] for v in ("v00", "v01"))
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE runs SET name = NULL WHERE run_uuid = ?", (a,))
+        con.execute("UPDATE runs SET name = '' WHERE run_uuid = ?", (b,))
+        con.execute("DELETE FROM tags WHERE run_uuid = ? AND key = 'mlflow.runName'", (b,))
+    view = sqlite_view.StoreView.open(f"sqlite:///{db}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    try:
+        for run_id in (a, b):
+            assert view.run(run_id).run_name == client.get_run(run_id).info.run_name
+        assert view.run(a).run_name  # from the tag
+    finally:
+        view.close()

@@ -14,7 +14,8 @@ from pathlib import Path
 import mlflow
 import pytest
 from bioclf.tracking import contract as C
-from bioclf.tracking.sqlite_log import KNOWN_REVISIONS, StoreLog
+from bioclf.tracking.sqlite_log import StoreLog
+from bioclf.tracking.sqlite_view import KNOWN_REVISIONS
 from bioclf.tracking.sqlite_view import Unsure, local_folder
 from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException

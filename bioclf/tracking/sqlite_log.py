@@ -27,12 +27,7 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-from bioclf.tracking.sqlite_view import Unsure, local_folder, sqlite_path
-
-# The alembic revisions of the stores this writer was checked against (tests/test_sqlite_log.py,
-# against MLflow 3.17). Another revision may keep other tables, columns or rules, so a store of
-# any other schema goes through MLflow; an MLflow upgrade fails that test until it is re-checked.
-KNOWN_REVISIONS = frozenset({"dc11669786a5"})
+from bioclf.tracking.sqlite_view import Unsure, local_folder, mlflow_settings_reroute, schema_known, sqlite_path
 
 # The columns written or read, per table: a store without them is not one this module knows.
 _COLUMNS = {
@@ -64,7 +59,7 @@ class StoreLog:
     def open(cls, uri: str) -> "StoreLog | None":
         """A writer for the store at ``uri``; None when MLflow has to do it."""
         db = sqlite_path(uri)
-        if db is None or _mlflow_settings_reroute():
+        if db is None or mlflow_settings_reroute():
             return None
         try:
             # mode=rw: never create a database (MLflow would create and migrate one).
@@ -73,7 +68,7 @@ class StoreLog:
         except sqlite3.Error:
             return None
         try:
-            known = _schema_known(con)
+            known = schema_known(con, _COLUMNS)
         except sqlite3.Error:
             known = False
         if not known:
@@ -100,14 +95,19 @@ class StoreLog:
         rows = [_metric_row(*metric) for metric in metrics]
         for key, value in tags.items():
             _check_tag(key, value)
-        self.con.execute("BEGIN IMMEDIATE")  # the write lock now, not halfway through
+        try:
+            self.con.execute("BEGIN IMMEDIATE")  # the write lock now, not halfway through
+        except sqlite3.Error as exc:  # locked past the timeout, a read-only file: MLflow may say more
+            raise Unsure(f"{type(exc).__name__}: {exc}") from None
         try:
             _check_active(self.con, run_id)
             _insert_metrics(self.con, run_id, rows)
             _update_latest_metrics(self.con, run_id, rows)
             _set_tags(self.con, run_id, tags)
-        except BaseException:
+        except BaseException as exc:
             self.con.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise Unsure(f"{type(exc).__name__}: {exc}") from None
             raise
         self.con.execute("COMMIT")
 
@@ -143,22 +143,6 @@ class StoreLog:
 
 
 # ---------------------------------------------------------------- the store
-
-
-def _mlflow_settings_reroute() -> bool:
-    """MLflow settings under which its rows go elsewhere or carry more: workspaces scope runs
-    (another store class), and an active logged model gets the run's metrics as well."""
-    workspaces = os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").strip().lower()
-    model = os.environ.get("MLFLOW_ACTIVE_MODEL_ID") or os.environ.get("_MLFLOW_ACTIVE_MODEL_ID")
-    return workspaces not in ("", "false", "0") or bool(model)
-
-
-def _schema_known(con: sqlite3.Connection) -> bool:
-    revisions = [row[0] for row in con.execute("SELECT version_num FROM alembic_version")]
-    if len(revisions) != 1 or revisions[0] not in KNOWN_REVISIONS:
-        return False
-    return all(columns <= {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
-               for table, columns in _COLUMNS.items())
 
 
 def _check_active(con: sqlite3.Connection, run_id: str) -> None:

@@ -54,6 +54,32 @@ def local_folder(artifact_uri: str | None) -> Path | None:
     return None
 
 
+# The alembic revisions of the stores these modules were checked against (MLflow 3.17; the reader
+# by tests/test_report_view.py and tests/test_cli.py, the writer sqlite_log by
+# tests/test_sqlite_log.py, which fails when an installed MLflow creates another one). A store of
+# any other schema may keep other tables, columns or meanings: it goes through MLflow, which also
+# refuses a store older than itself until `mlflow db upgrade`.
+KNOWN_REVISIONS = frozenset({"dc11669786a5"})
+
+
+def schema_known(con: sqlite3.Connection, columns: dict[str, set[str]]) -> bool:
+    """The store is at a known revision and has ``columns`` (table -> names)."""
+    revisions = [row[0] for row in con.execute("SELECT version_num FROM alembic_version")]
+    if len(revisions) != 1 or revisions[0] not in KNOWN_REVISIONS:
+        return False
+    return all(names <= {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
+               for table, names in columns.items())
+
+
+def mlflow_settings_reroute() -> bool:
+    """MLflow settings under which it reads or writes a SQLite store differently: workspaces
+    scope experiments and runs (another store class), and an active logged model also gets a
+    run's metrics."""
+    workspaces = os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").strip().lower()
+    model = os.environ.get("MLFLOW_ACTIVE_MODEL_ID") or os.environ.get("_MLFLOW_ACTIVE_MODEL_ID")
+    return workspaces not in ("", "false", "0") or bool(model)
+
+
 # The columns read below, per table: a store without them is one this module does not know.
 _COLUMNS = {
     "experiments": {"experiment_id", "name", "lifecycle_stage"},
@@ -81,15 +107,14 @@ class StoreView:
     @classmethod
     def open(cls, uri: str) -> "StoreView | None":
         db = sqlite_path(uri)
-        if db is None:
+        if db is None or mlflow_settings_reroute():
             return None
         try:
             con = connect_read_only(db, check_same_thread=False)
         except sqlite3.Error:
             return None
         try:
-            known = all(columns <= {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
-                        for table, columns in _COLUMNS.items())
+            known = schema_known(con, _COLUMNS)
         except sqlite3.Error:
             known = False
         if not known:
@@ -160,7 +185,7 @@ class StoreView:
         return (str(rows[0][0]), rows[0][1]) if rows else None
 
     def experiment_name(self, experiment_id: str) -> str | None:
-        rows = self._query("SELECT name FROM experiments WHERE experiment_id = ?", (int(experiment_id),))
+        rows = self._query("SELECT name FROM experiments WHERE experiment_id = ?", (_as_id(experiment_id),))
         return rows[0][0] if rows else None
 
     def runs_with_tag(self, experiment_ids: list[str], key: str, value: str) -> list[StoredRun]:
@@ -172,7 +197,7 @@ class StoreView:
             f"SELECT r.run_uuid FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid WHERE r.experiment_id IN ({marks}) "
             "AND r.lifecycle_stage = 'active' AND t.key = ? AND t.value = ? "
             "ORDER BY r.start_time IS NULL, r.start_time DESC, r.run_uuid",
-            (*map(int, experiment_ids), key, value))]
+            (*map(_as_id, experiment_ids), key, value))]
         return self._stored_runs(ids)
 
     def run(self, run_id: str) -> StoredRun | None:
@@ -189,7 +214,10 @@ class StoreView:
 
     def artifact(self, run: StoredRun, path: str) -> Path | None:
         """The local file of the run's artifact ``path``; None when there is no such file."""
-        folder = local_folder(run.artifact_uri)
+        try:
+            folder = local_folder(run.artifact_uri)
+        except ValueError:  # a URI urllib cannot parse: MLflow's to judge
+            folder = None
         if folder is None:
             raise Unsure(f"run {run.run_id}: artifacts are not in a local folder")
         file = folder / path
@@ -217,9 +245,12 @@ class StoreView:
             if run_id not in rows:
                 continue
             _, experiment_id, status, name, start, end, artifact_uri = rows[run_id]
+            if start is None:  # MLflow 3.17 refuses to return such a run (RunInfo needs a start time)
+                raise Unsure(f"run {run_id} has no start time")
             run_tags = tags.get(run_id, {})
-            runs.append(StoredRun(run_id, str(experiment_id), status, name or run_tags.get(_RUN_NAME_TAG), start, end,
-                                  artifact_uri, run_tags, params.get(run_id, {}), metrics.get(run_id, {})))
+            name = name or run_tags.get(_RUN_NAME_TAG) or name  # MLflow: the tag when the column is empty
+            runs.append(StoredRun(run_id, str(experiment_id), status, name, start, end, artifact_uri, run_tags,
+                                  params.get(run_id, {}), metrics.get(run_id, {})))
         return runs
 
     def _query(self, sql: str, args=()) -> list[tuple]:
@@ -228,3 +259,10 @@ class StoreView:
                 return self.con.execute(sql, tuple(args)).fetchall()
         except sqlite3.Error as exc:  # locked, damaged, a schema moved under us: MLflow will say
             raise Unsure(f"{type(exc).__name__}: {exc}") from None
+
+
+def _as_id(experiment_id: str) -> int:
+    try:
+        return int(experiment_id)
+    except (TypeError, ValueError):
+        raise Unsure(f"experiment id {experiment_id!r} is not one this store keeps") from None

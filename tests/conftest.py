@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,36 @@ def _private_cache(tmp_path_factory):
     else:
         os.environ["XDG_CACHE_HOME"] = old
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+
+def installed_mlflow_revision() -> str:
+    """The alembic revision of a store the installed MLflow creates (the fake store's template)."""
+    import sqlite3
+
+    from test_report_fakestore import fresh_store
+
+    if "revision" not in _SCHEMA:
+        folder = Path(fresh_store(Path(tempfile.mkdtemp(prefix="bioclf-schema-")))[len("sqlite:///"):]).parent
+        with sqlite3.connect(folder / "mlflow.db") as con:
+            (_SCHEMA["revision"],), = con.execute("SELECT version_num FROM alembic_version").fetchall()
+        shutil.rmtree(folder, ignore_errors=True)
+    return _SCHEMA["revision"]
+
+
+_SCHEMA: dict[str, str] = {}
+
+
+@pytest.fixture
+def known_schema() -> None:
+    """Skips a test of bioclf's own SQLite reader / writer (bioclf.tracking.sqlite_view, sqlite_log)
+    when the installed MLflow makes stores at a revision they were not checked against: they then
+    step aside for MLflow, and one test says so, test_store_schema.py, not every test that uses them."""
+    from bioclf.tracking.sqlite_view import KNOWN_REVISIONS
+
+    revision = installed_mlflow_revision()
+    if revision not in KNOWN_REVISIONS:
+        pytest.skip(f"the installed MLflow makes stores at revision {revision}, not checked yet "
+                    "(tests/test_store_schema.py fails until it is)")
 
 
 @pytest.fixture

@@ -237,7 +237,8 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     assert proc.wait(timeout=60) == 0 and "Traceback" not in err, err
 
 
-def test_list_reads_a_local_store_without_mlflow_and_says_the_same(capsys, tracking_uri, tmp_path, monkeypatch):
+def test_list_reads_a_local_store_without_mlflow_and_says_the_same(capsys, tracking_uri, tmp_path, monkeypatch,
+                                                                   known_schema):
     """`list` on an existing SQLite store reads it directly (bioclf.tracking.sqlite_view): the same
     lines as through MLflow (runs, accuracy, disk, scratch leftovers), and MLflow never imported."""
     from bioclf.tracking import sqlite_view

@@ -20,6 +20,8 @@ from test_report_fakestore import fresh_store, write_fake_suite
 from analysis.store import StoreReader
 from bioclf.tracking import sqlite_view
 
+pytestmark = pytest.mark.usefixtures("known_schema")  # the view steps aside for other revisions
+
 SUITES = {  # name -> write_fake_suite options: between them, every case the reader handles
     "mixed": dict(variants=4, seeds=(0, 1), epochs=6, status={("v01", 1): "FAILED", ("v02", 0): "RUNNING"},
                   no_predictions=(("v03", 1),), not_run=(("v03", 0),), early_stop={"v02": 4}),

@@ -289,8 +289,6 @@ def _launch_torchrun(args) -> int:
 
 
 def cmd_list(args) -> int:
-    import sqlite3
-
     from bioclf.inventory import param_counts
     from bioclf.spec import load_suite
     from bioclf.tracking.sqlite_view import StoreView, Unsure
@@ -304,7 +302,7 @@ def cmd_list(args) -> int:
     if view is not None:
         try:
             lines = list_lines(view, suite, args.spec, counts)
-        except (Unsure, sqlite3.Error):
+        except Unsure:
             lines = None
         finally:
             view.close()

@@ -29,6 +29,9 @@ def _private_cache(tmp_path_factory):
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 
+_SCHEMA: dict[str, str] = {}
+
+
 def installed_mlflow_revision() -> str:
     """The alembic revision of a store the installed MLflow creates (the fake store's template)."""
     import sqlite3
@@ -41,9 +44,6 @@ def installed_mlflow_revision() -> str:
             (_SCHEMA["revision"],), = con.execute("SELECT version_num FROM alembic_version").fetchall()
         shutil.rmtree(folder, ignore_errors=True)
     return _SCHEMA["revision"]
-
-
-_SCHEMA: dict[str, str] = {}
 
 
 @pytest.fixture

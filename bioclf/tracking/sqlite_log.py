@@ -27,7 +27,7 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-from bioclf.tracking.sqlite_view import Unsure, local_folder, mlflow_settings_reroute, schema_known, sqlite_path
+from bioclf.tracking.sqlite_view import Unsure, artifact_folder, open_known_store
 
 # The columns written or read, per table: a store without them is not one this module knows.
 _COLUMNS = {
@@ -58,21 +58,10 @@ class StoreLog:
     @classmethod
     def open(cls, uri: str) -> "StoreLog | None":
         """A writer for the store at ``uri``; None when MLflow has to do it."""
-        db = sqlite_path(uri)
-        if db is None or mlflow_settings_reroute():
-            return None
-        try:
-            # mode=rw: never create a database (MLflow would create and migrate one).
-            con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=rw", uri=True, timeout=_BUSY_TIMEOUT_S,
-                                  isolation_level=None)
-        except sqlite3.Error:
-            return None
-        try:
-            known = schema_known(con, _COLUMNS)
-        except sqlite3.Error:
-            known = False
-        if not known:
-            con.close()
+        # mode=rw: never create a database (MLflow would create and migrate one).
+        con = open_known_store(uri, _COLUMNS, lambda db: sqlite3.connect(
+            f"{db.resolve().as_uri()}?mode=rw", uri=True, timeout=_BUSY_TIMEOUT_S, isolation_level=None))
+        if con is None:
             return None
         con.execute("PRAGMA foreign_keys = ON")  # as MLflow's sessions
         return cls(con)
@@ -136,10 +125,7 @@ class StoreLog:
 
     def _artifact_root(self, run_id: str) -> Path:
         row = self.con.execute("SELECT artifact_uri FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
-        root = local_folder(row[0]) if row else None
-        if root is None:
-            raise Unsure(f"run {run_id}: no such run, or its artifacts are not in a local folder")
-        return root
+        return artifact_folder(row[0] if row else None, run_id)  # Unsure: no such run, or not local
 
 
 # ---------------------------------------------------------------- the store

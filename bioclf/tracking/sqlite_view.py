@@ -19,7 +19,9 @@ import math
 import os
 import sqlite3
 import threading
+from functools import partial
 from pathlib import Path
+from typing import Callable
 from urllib.parse import unquote, urlparse
 
 from bioclf.tracking import contract as C
@@ -71,6 +73,27 @@ def schema_known(con: sqlite3.Connection, columns: dict[str, set[str]]) -> bool:
                for table, names in columns.items())
 
 
+def open_known_store(uri: str, columns: dict[str, set[str]],
+                     connect: Callable[[Path], sqlite3.Connection]) -> sqlite3.Connection | None:
+    """``connect(db)`` to the database of ``uri`` when it is a local SQLite store these modules
+    know (``schema_known`` with ``columns``, MLflow's plain settings); None when MLflow has to do it."""
+    db = sqlite_path(uri)
+    if db is None or mlflow_settings_reroute():
+        return None
+    try:
+        con = connect(db)
+    except sqlite3.Error:
+        return None
+    try:
+        known = schema_known(con, columns)
+    except sqlite3.Error:
+        known = False
+    if not known:
+        con.close()
+        return None
+    return con
+
+
 def mlflow_settings_reroute() -> bool:
     """MLflow settings under which it reads or writes a SQLite store differently: workspaces
     scope experiments and runs (another store class), and an active logged model also gets a
@@ -106,21 +129,8 @@ class StoreView:
 
     @classmethod
     def open(cls, uri: str) -> "StoreView | None":
-        db = sqlite_path(uri)
-        if db is None or mlflow_settings_reroute():
-            return None
-        try:
-            con = connect_read_only(db, check_same_thread=False)
-        except sqlite3.Error:
-            return None
-        try:
-            known = schema_known(con, _COLUMNS)
-        except sqlite3.Error:
-            known = False
-        if not known:
-            con.close()
-            return None
-        return cls(con, uri)
+        con = open_known_store(uri, _COLUMNS, partial(connect_read_only, check_same_thread=False))
+        return cls(con, uri) if con is not None else None
 
     def close(self) -> None:
         self.con.close()
@@ -128,35 +138,20 @@ class StoreView:
     def experiment_id(self, name: str, create: bool = False) -> str | None:
         if create:
             raise ValueError("a read-only view creates nothing")
-        rows = self.con.execute("SELECT experiment_id, lifecycle_stage FROM experiments WHERE name = ?",
-                                (name,)).fetchall()
-        if len(rows) > 1 or any(stage != "active" for _, stage in rows):
-            raise Unsure(f"experiment {name!r} is deleted or held twice")
-        return str(rows[0][0]) if rows else None
+        found = self.experiment_by_name(name)
+        if found is not None and found[1] != "active":
+            raise Unsure(f"experiment {name!r} is deleted")  # MLflow's path restores it
+        return found[0] if found else None
 
     def variant_runs(self, experiment_id: str) -> list[RunRecord]:
-        """Every active variant run of the experiment, newest first (MLflow's order: start time
-        descending, then run id)."""
-        runs = self.con.execute(
-            "SELECT r.run_uuid, r.status FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
-            "WHERE r.experiment_id = ? AND r.lifecycle_stage = 'active' AND t.key = ? AND t.value = ? "
-            "ORDER BY r.start_time DESC, r.run_uuid", (int(experiment_id), C.ROLE, C.ROLE_VARIANT)).fetchall()
-        records = []
-        for run_id, status in runs:
-            tags = dict(self.con.execute("SELECT key, value FROM tags WHERE run_uuid = ? AND key IN (?, ?, ?, ?)",
-                                         (run_id, C.VARIANT, C.SEED, C.CONFIG_HASH, C.DATA_FINGERPRINT)))
-            metric = self.con.execute("SELECT value, is_nan FROM latest_metrics WHERE run_uuid = ? AND key = ?",
-                                      (run_id, "best_val_acc")).fetchone()
-            acc = None if metric is None else (math.nan if metric[1] else float(metric[0]))
-            records.append(RunRecord(run_id, str(experiment_id), status, tags.get(C.VARIANT), tags.get(C.SEED),
-                                     tags.get(C.CONFIG_HASH), tags.get(C.DATA_FINGERPRINT), acc))
-        return records
+        """Every active variant run of the experiment, newest first, as Tracker's ``variant_runs``."""
+        return [RunRecord(r.run_id, r.experiment_id, r.status, r.tags.get(C.VARIANT), r.tags.get(C.SEED),
+                          r.tags.get(C.CONFIG_HASH), r.tags.get(C.DATA_FINGERPRINT), r.metrics.get("best_val_acc"))
+                for r in self.runs_with_tag([experiment_id], C.ROLE, C.ROLE_VARIANT)]
 
     def artifact_bytes(self, run_id: str) -> int:
-        row = self.con.execute("SELECT artifact_uri FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
-        folder = local_folder(row[0]) if row else None
-        if folder is None:
-            raise Unsure(f"run {run_id}: artifacts are not in a local folder")
+        rows = self._query("SELECT artifact_uri FROM runs WHERE run_uuid = ?", (run_id,))
+        folder = artifact_folder(rows[0][0] if rows else None, run_id)
         return sum(os.path.getsize(os.path.join(top, f)) for top, _, files in os.walk(folder) for f in files)
 
     def work_root(self) -> Path:
@@ -167,8 +162,8 @@ class StoreView:
 
     def run_status(self, run_id: str) -> str | None:
         """The run's status, None when the store has no such run or it was deleted."""
-        row = self.con.execute("SELECT status, lifecycle_stage FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
-        return row[0] if row and row[1] == "active" else None
+        rows = self._query("SELECT status, lifecycle_stage FROM runs WHERE run_uuid = ?", (run_id,))
+        return rows[0][0] if rows and rows[0][1] == "active" else None
 
     # ------------------------------------------------------------ what the report reads
 
@@ -214,13 +209,7 @@ class StoreView:
 
     def artifact(self, run: StoredRun, path: str) -> Path | None:
         """The local file of the run's artifact ``path``; None when there is no such file."""
-        try:
-            folder = local_folder(run.artifact_uri)
-        except ValueError:  # a URI urllib cannot parse: MLflow's to judge
-            folder = None
-        if folder is None:
-            raise Unsure(f"run {run.run_id}: artifacts are not in a local folder")
-        file = folder / path
+        file = artifact_folder(run.artifact_uri, run.run_id) / path
         return file if file.is_file() else None
 
     def _stored_runs(self, ids: list[str]) -> list[StoredRun]:
@@ -259,6 +248,17 @@ class StoreView:
                 return self.con.execute(sql, tuple(args)).fetchall()
         except sqlite3.Error as exc:  # locked, damaged, a schema moved under us: MLflow will say
             raise Unsure(f"{type(exc).__name__}: {exc}") from None
+
+
+def artifact_folder(artifact_uri: str | None, run_id: str) -> Path:
+    """The local folder of a run's artifacts; ``Unsure`` for any other (or no) artifact URI."""
+    try:
+        folder = local_folder(artifact_uri)
+    except ValueError:  # a URI urllib cannot parse: MLflow's to judge
+        folder = None
+    if folder is None:
+        raise Unsure(f"run {run_id}: artifacts are not in a local folder")
+    return folder
 
 
 def _as_id(experiment_id: str) -> int:

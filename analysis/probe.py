@@ -11,7 +11,8 @@ of steps and values), and the size and modification time of the artifacts the re
 nothing the report reads has changed.
 
 It only ever answers "unchanged" when it is sure: for anything else (not a local SQLite store, a
-query parameter in the URI, artifacts that are not local folders, a schema it does not know, an
+query parameter in the URI, artifacts that are not local folders, a schema revision it does not know
+(sqlite_view.KNOWN_REVISIONS), an
 experiment name held twice, an experiment without a suite) it answers None, and the CLI reads
 the store through MLflow as before. ``tests/test_report_cache_probe.py`` checks that logging a
 metric, a tag, a run or an artifact changes the fingerprint and that building and logging a
@@ -25,7 +26,7 @@ import sqlite3
 from pathlib import Path
 
 from bioclf.tracking import contract as C
-from bioclf.tracking.sqlite_view import connect_read_only, local_folder, sqlite_path
+from bioclf.tracking.sqlite_view import connect_read_only, local_folder, open_known_store
 
 # The artifacts analysis.store reads from a run; a change to any of them may change the report.
 READ_ARTIFACTS = (C.SUITE_MANIFEST, C.HISTORY, C.PREDICTIONS, C.CLASSES, C.VAL_PROBS, C.TAXONOMY)
@@ -34,12 +35,9 @@ READ_ARTIFACTS = (C.SUITE_MANIFEST, C.HISTORY, C.PREDICTIONS, C.CLASSES, C.VAL_P
 def fingerprints(uri: str, experiments: list[str] | None) -> dict[str, str] | None:
     """``{experiment: fingerprint}`` for the named experiments, or for every active experiment
     with a suite run (in the order the CLI reports them); None when this module cannot tell."""
-    db = sqlite_path(uri)
-    if db is None:
-        return None
-    try:
-        con = connect_read_only(db)
-    except sqlite3.Error:
+    # Only a schema revision that was checked: another may keep what a report reads elsewhere.
+    con = open_known_store(uri, {}, connect_read_only)
+    if con is None:
         return None
     try:
         ids = _targets(con, experiments)

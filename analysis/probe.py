@@ -11,9 +11,9 @@ of steps and values), and the size and modification time of the artifacts the re
 nothing the report reads has changed.
 
 It only ever answers "unchanged" when it is sure: for anything else (not a local SQLite store, a
-query parameter in the URI, artifacts that are not local folders, a schema revision it does not know
-(sqlite_view.KNOWN_REVISIONS), an
-experiment name held twice, an experiment without a suite) it answers None, and the CLI reads
+query parameter in the URI, artifacts that are not local folders, a schema revision it does not
+know (sqlite_view.KNOWN_REVISIONS), an experiment name held twice, an experiment without a
+suite) it answers None, and the CLI reads
 the store through MLflow as before. ``tests/test_report_cache_probe.py`` checks that logging a
 metric, a tag, a run or an artifact changes the fingerprint and that building and logging a
 report does not.
